@@ -1,0 +1,215 @@
+"""The genesis document: a federation's name, units, rules and founding LABs.
+
+The document is a canonical msgpack map; ``federation_id`` is the SHA-256 of its
+bytes. People see it as JSON (ids in hex); :func:`load_genesis_file` turns that JSON
+back into exactly the same map, and checks the ``federation_id`` written beside it,
+so a damaged or edited file is refused rather than silently founding another
+federation.
+
+Document (format 1)::
+
+    {"version": 1, "name": str, "created_us": int,
+     "units": {CODE: decimals}, "rules": {"credit_limit": {CODE: minor units}},
+     "labs": [{"id": bin 32, "name": str}, ...]}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from federation.errors import GenesisError
+from protocol import canonical
+from protocol.entry import sha256
+from protocol.errors import ProtocolError
+
+GENESIS_VERSION = 1
+UNIT_CODE = re.compile(r"^[A-Z][A-Z0-9]{1,11}$")
+MAX_DECIMALS = 8
+MAX_NAME = 120
+
+
+@dataclass(frozen=True)
+class Lab:
+    """A roster member: its LAB id (first public key) and its name."""
+
+    id: bytes
+    name: str
+
+
+@dataclass(frozen=True)
+class Genesis:
+    """A checked genesis document. Build with :func:`create_genesis` or a loader."""
+
+    name: str
+    created_us: int
+    units: Mapping[str, int]
+    credit_limits: Mapping[str, int]
+    labs: tuple[Lab, ...]
+
+    def document(self) -> dict[str, Any]:
+        """The canonical map that is hashed into the federation id."""
+        return {
+            "version": GENESIS_VERSION,
+            "name": self.name,
+            "created_us": self.created_us,
+            "units": dict(self.units),
+            "rules": {"credit_limit": dict(self.credit_limits)},
+            "labs": [{"id": lab.id, "name": lab.name} for lab in self.labs],
+        }
+
+    def encode(self) -> bytes:
+        return canonical.encode(self.document())
+
+    @property
+    def federation_id(self) -> bytes:
+        return sha256(self.encode())
+
+    @property
+    def roster(self) -> dict[bytes, str]:
+        """LAB id -> name, for every member LAB."""
+        return {lab.id: lab.name for lab in self.labs}
+
+    def is_member(self, lab_id: bytes) -> bool:
+        return any(lab.id == lab_id for lab in self.labs)
+
+    def lab_name(self, lab_id: bytes) -> str:
+        return self.roster.get(lab_id, lab_id.hex()[:8])
+
+    def to_json(self) -> dict[str, Any]:
+        """The rendering for people (and the file format), with the federation id."""
+        return {
+            "federation_id": self.federation_id.hex(),
+            "version": GENESIS_VERSION,
+            "name": self.name,
+            "created_us": self.created_us,
+            "units": dict(self.units),
+            "rules": {"credit_limit": dict(self.credit_limits)},
+            "labs": [{"id": lab.id.hex(), "name": lab.name} for lab in self.labs],
+        }
+
+
+def _check(genesis: Genesis) -> Genesis:
+    if not genesis.name.strip() or len(genesis.name) > MAX_NAME:
+        raise GenesisError(f"federation name must be 1 to {MAX_NAME} characters")
+    if not genesis.units:
+        raise GenesisError("a federation needs at least one unit (e.g. --unit JXC:2)")
+    for code, decimals in genesis.units.items():
+        if not UNIT_CODE.match(code):
+            raise GenesisError(f"unit code {code!r}: want 2 to 12 capital letters or digits")
+        if type(decimals) is not int or not 0 <= decimals <= MAX_DECIMALS:
+            raise GenesisError(f"unit {code}: decimals must be 0 to {MAX_DECIMALS}")
+    for code, limit in genesis.credit_limits.items():
+        if code not in genesis.units:
+            raise GenesisError(f"credit limit names unit {code}, which is not a unit")
+        if type(limit) is not int or limit < 0:
+            raise GenesisError(f"credit limit for {code} must be a whole amount >= 0")
+    if len(genesis.labs) < 1:
+        raise GenesisError("a federation needs at least one founding LAB")
+    seen: set[bytes] = set()
+    for lab in genesis.labs:
+        if len(lab.id) != 32:
+            raise GenesisError(f"LAB id {lab.id.hex()!r}: want 64 hex digits")
+        if lab.id in seen:
+            raise GenesisError(f"LAB {lab.id.hex()} is named twice")
+        if not lab.name.strip() or len(lab.name) > MAX_NAME:
+            raise GenesisError(f"LAB {lab.id.hex()[:8]}: name must be 1 to {MAX_NAME} characters")
+        seen.add(lab.id)
+    return genesis
+
+
+def create_genesis(
+    name: str,
+    *,
+    labs: Iterable[Lab],
+    units: Mapping[str, int],
+    credit_limits: Mapping[str, int],
+    now_us: int,
+) -> Genesis:
+    """A new, checked genesis. Raises :class:`GenesisError` naming what is wrong."""
+    return _check(Genesis(name, now_us, dict(units), dict(credit_limits), tuple(labs)))
+
+
+def _from_document(doc: Any, hex_ids: bool) -> Genesis:
+    try:
+        if doc.get("version") != GENESIS_VERSION:
+            raise GenesisError(f"genesis version {doc.get('version')!r}, want {GENESIS_VERSION}")
+        labs = tuple(
+            Lab(bytes.fromhex(lab["id"]) if hex_ids else lab["id"], lab["name"])
+            for lab in doc["labs"]
+        )
+        genesis = Genesis(
+            doc["name"], doc["created_us"], dict(doc["units"]),
+            dict(doc["rules"]["credit_limit"]), labs,
+        )
+        if not isinstance(genesis.name, str) or type(genesis.created_us) is not int:
+            raise GenesisError("genesis: name must be text and created_us an integer")
+        if not all(isinstance(lab.id, bytes) and isinstance(lab.name, str) for lab in labs):
+            raise GenesisError("genesis: each LAB needs an id and a text name")
+        return _check(genesis)
+    except GenesisError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise GenesisError(f"genesis document is missing or misshaping a field ({e})") from None
+
+
+def decode_genesis(data: bytes) -> Genesis:
+    """Decode the canonical msgpack document. Raises :class:`GenesisError`."""
+    try:
+        doc = canonical.decode(data, what="genesis")
+    except ProtocolError as e:
+        raise GenesisError(str(e)) from None
+    if not isinstance(doc, dict):
+        raise GenesisError("genesis: want a map")
+    return _from_document(doc, hex_ids=False)
+
+
+def genesis_from_json(data: Mapping[str, Any]) -> Genesis:
+    """Parse the JSON rendering; check its ``federation_id`` when present.
+
+    Raises :class:`GenesisError` when a field is missing or wrong, or when the
+    document does not hash to the stated federation id (a damaged or edited file).
+    """
+    genesis = _from_document(data, hex_ids=True)
+    stated = data.get("federation_id")
+    if stated is not None and stated != genesis.federation_id.hex():
+        raise GenesisError(
+            "genesis file does not match its federation_id: it was damaged or edited"
+        )
+    return genesis
+
+
+def load_genesis_file(path: Path) -> Genesis:
+    """Read a genesis file (JSON). Raises :class:`GenesisError` with one clear line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GenesisError(f"{path}: no such genesis file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise GenesisError(f"{path}: cannot read genesis file ({e})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise GenesisError(f"{path}: not a genesis file (invalid JSON at line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise GenesisError(f"{path}: not a genesis file")
+    try:
+        return genesis_from_json(data)
+    except GenesisError as e:
+        raise GenesisError(f"{path}: {e}") from None
+
+
+def write_genesis_file(path: Path, genesis: Genesis) -> None:
+    """Write the JSON rendering, refusing to overwrite. Raises :class:`GenesisError`."""
+    try:
+        with path.open("x", encoding="utf-8") as f:
+            json.dump(genesis.to_json(), f, indent=2)
+            f.write("\n")
+    except FileExistsError:
+        raise GenesisError(f"{path}: already exists; not overwriting it") from None
+    except OSError as e:
+        raise GenesisError(f"{path}: cannot write ({e.strerror})") from None

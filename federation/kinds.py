@@ -1,0 +1,212 @@
+"""Entry kinds, their body schemas, and the chain-local rules of a LAB's feed.
+
+A body is a canonical msgpack map. Each kind names its fields; a body with a
+missing, unknown or mistyped field is invalid (``RuleViolation`` with code
+``bad-body``). Rules that need the author's own feed up to the entry (is the
+member known? is this the first entry?) live in :class:`LabState`, so that the
+node that authors an entry, the node that receives it and the offline auditor all
+apply the same code.
+
+Kinds and bodies:
+
+==========================  ===================================================
+``lab.joined``              federation bin32, name str
+``member.added``            handle, name str
+``member.updated``          handle, name str
+``contribution.recorded``   member handle, stream, minutes int,
+                            [for_lab bin32], [project str], [note str]
+==========================  ===================================================
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from federation.errors import RuleViolation
+from protocol.entry import Entry, Ref
+from protocol.errors import ProtocolError
+
+STREAMS = ("livelihood", "love", "care")
+HANDLE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
+MAX_MINUTES = 31 * 24 * 60
+"""One record covers at most a month of someone's time: more is a typo."""
+MAX_TEXT = 1000
+
+Checker = Callable[[Any], str | None]
+
+
+def _text(limit: int) -> Checker:
+    def check(v: Any) -> str | None:
+        if not isinstance(v, str):
+            return "want text"
+        if not v.strip():
+            return "must not be empty"
+        return None if len(v) <= limit else f"longer than {limit} characters"
+    return check
+
+
+def _handle(v: Any) -> str | None:
+    if isinstance(v, str) and HANDLE.match(v):
+        return None
+    return "want a handle: 1 to 32 of a-z 0-9 . _ -, starting with a letter or digit"
+
+
+def _bin32(v: Any) -> str | None:
+    return None if isinstance(v, bytes) and len(v) == 32 else "want 32 bytes"
+
+
+def _int_range(low: int, high: int) -> Checker:
+    def check(v: Any) -> str | None:
+        if type(v) is not int:
+            return "want a whole number"
+        return None if low <= v <= high else f"got {v}, want {low} to {high}"
+    return check
+
+
+def _one_of(*choices: str) -> Checker:
+    def check(v: Any) -> str | None:
+        return None if v in choices else f"got {v!r}, want one of {', '.join(choices)}"
+    return check
+
+
+def _ref(v: Any) -> str | None:
+    try:
+        Ref.from_value(v)
+    except ProtocolError as e:
+        return str(e)
+    return None
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Required and optional fields of one kind's body, each with its checker."""
+
+    required: Mapping[str, Checker]
+    optional: Mapping[str, Checker] = field(default_factory=dict)
+
+    def check(self, kind: str, body: Mapping[str, Any]) -> None:
+        """Raise :class:`RuleViolation` (``bad-body``) naming the first bad field."""
+        for name in body:
+            if name not in self.required and name not in self.optional:
+                raise RuleViolation("bad-body", f"{kind}: unknown field {name!r}")
+        for name, checker in self.required.items():
+            if name not in body:
+                raise RuleViolation("bad-body", f"{kind}: missing field {name!r}")
+            problem = checker(body[name])
+            if problem:
+                raise RuleViolation("bad-body", f"{kind}: {name}: {problem}")
+        for name, checker in self.optional.items():
+            if name in body:
+                problem = checker(body[name])
+                if problem:
+                    raise RuleViolation("bad-body", f"{kind}: {name}: {problem}")
+
+
+SCHEMAS: dict[str, Schema] = {
+    "lab.joined": Schema({"federation": _bin32, "name": _text(120)}),
+    "member.added": Schema({"handle": _handle, "name": _text(120)}),
+    "member.updated": Schema({"handle": _handle, "name": _text(120)}),
+    "contribution.recorded": Schema(
+        {"member": _handle, "stream": _one_of(*STREAMS),
+         "minutes": _int_range(1, MAX_MINUTES)},
+        {"for_lab": _bin32, "project": _text(200), "note": _text(MAX_TEXT)},
+    ),
+}
+
+
+def check_body(kind: str, body: Mapping[str, Any]) -> None:
+    """Check a body against its kind's schema. Raises :class:`RuleViolation`."""
+    schema = SCHEMAS.get(kind)
+    if schema is None:
+        raise RuleViolation("unknown-kind", f"unknown entry kind {kind!r}")
+    schema.check(kind, body)
+
+
+def entry_body(entry: Entry) -> dict[str, Any] | None:
+    """The entry's body, schema-checked; None when redacted. Raises RuleViolation."""
+    try:
+        body = entry.fields()
+    except ProtocolError as e:
+        raise RuleViolation("bad-body", str(e)) from None
+    if body is not None:
+        check_body(entry.kind, body)
+    return body
+
+
+@dataclass
+class LabState:
+    """What a LAB's own feed says up to some seq: joined?, name, members.
+
+    :meth:`check` raises :class:`RuleViolation` if an entry with this kind and body
+    may not come next; :meth:`apply` records a checked entry. A redacted entry is
+    taken as it was (its effects are unknown, so later references to its member
+    are accepted), which keeps redaction from invalidating what follows.
+    """
+
+    federation_id: bytes
+    roster: Mapping[bytes, str]
+    author: bytes
+    seq: int = 0
+    name: str | None = None
+    members: dict[str, str] = field(default_factory=dict)
+    redactions: int = 0
+
+    def check(self, kind: str, body: Mapping[str, Any] | None) -> None:
+        if self.author not in self.roster:
+            raise RuleViolation("not-in-roster", "author is not a member LAB of the federation")
+        if self.seq == 0 and kind != "lab.joined":
+            raise RuleViolation("not-joined", "a feed must begin with lab.joined")
+        if self.seq > 0 and kind == "lab.joined":
+            raise RuleViolation("joined-twice", "lab.joined may only be the first entry")
+        if body is None:
+            return
+        check_body(kind, body)
+        if kind == "lab.joined" and body["federation"] != self.federation_id:
+            raise RuleViolation("wrong-federation", "lab.joined names another federation")
+        if kind == "member.added" and body["handle"] in self.members:
+            raise RuleViolation("member-exists", f"member {body['handle']!r} already added")
+        if kind == "member.updated" and not self._known(body["handle"]):
+            raise RuleViolation("unknown-member", f"no member {body['handle']!r} in this LAB")
+        if kind == "contribution.recorded":
+            if not self._known(body["member"]):
+                raise RuleViolation("unknown-member", f"no member {body['member']!r} in this LAB")
+            if "for_lab" in body and body["for_lab"] not in self.roster:
+                raise RuleViolation("unknown-lab", "for_lab is not a member LAB")
+
+    def _known(self, handle: str) -> bool:
+        return handle in self.members or self.redactions > 0
+
+    def apply(self, kind: str, body: Mapping[str, Any] | None) -> None:
+        """Record an entry that :meth:`check` accepted."""
+        self.seq += 1
+        if body is None:
+            self.redactions += 1
+            return
+        if kind == "lab.joined":
+            self.name = body["name"]
+        elif kind in ("member.added", "member.updated"):
+            self.members[body["handle"]] = body["name"]
+
+    def check_entry(self, entry: Entry) -> None:
+        """:meth:`check` for a received entry, decoding its body first."""
+        self.check(entry.kind, entry_body(entry))
+
+    def apply_entry(self, entry: Entry) -> None:
+        self.apply(entry.kind, entry_body(entry))
+
+    def observe(self, entry: Entry) -> RuleViolation | None:
+        """Take the next entry of the feed: apply it if valid, else return why not.
+
+        An invalid entry still occupies its seq; it just has no effect.
+        """
+        try:
+            body = entry_body(entry)
+            self.check(entry.kind, body)
+        except RuleViolation as e:
+            self.seq += 1
+            return e
+        self.apply(entry.kind, body)
+        return None

@@ -1,0 +1,37 @@
+"""The ``disco`` command line: a thin layer over :mod:`node.lab`.
+
+Each command parses its arguments, calls the library and prints text or JSON;
+library errors become one line on stderr (see :mod:`node.cli.common`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from node.cli import entries, inspect, setup
+from node.cli.common import DiscoGroup, run_main
+
+
+@click.group(cls=DiscoGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(path_type=Path), envvar="DISCO_HOME",
+              help="The node's folder (default: DISCO_HOME or ~/.disco).")
+@click.version_option(package_name="disco-ledger")
+def main(home: Path | None) -> None:
+    """DisCO federation ledger: a LAB's signed log and the federation's shared accounts.
+
+    \b
+    Example:
+      disco --home ./farm init --name 'Freedom Farms'
+    """
+
+
+for command in (setup.init, setup.federation, setup.join, entries.member, entries.record,
+                inspect.log, inspect.verify):
+    main.add_command(command)
+
+
+def run() -> None:
+    """Console-script entry point (``disco``)."""
+    run_main(main)

@@ -1,0 +1,216 @@
+"""What every command shares: --home, --json, errors as one line, exit codes.
+
+Exit codes (DESIGN.md): 0 ok; 1 failure or violations found; 2 usage error or
+unusable input. A user mistake gets one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from eventsourcing.persistence import PersistenceError
+
+from federation.errors import FederationError, GenesisError, RuleViolation
+from node.home import Home, HomeError
+from node.lab import LabNode, NodeError
+from node.store import StoreError
+from protocol.errors import KeyFileError, PassphraseError, ProtocolError
+from protocol.keys import Signer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILURE = 1
+EXIT_UNUSABLE = 2
+
+
+class Failure(click.ClickException):
+    """One line on stderr and an exit code (1 by default)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"disco: {self.format_message()}", err=True)
+
+
+def translate(error: Exception) -> Failure:
+    """The one-line failure for a library error."""
+    if isinstance(error, (HomeError, GenesisError)):
+        return Failure(str(error), EXIT_UNUSABLE)
+    if isinstance(error, PassphraseError):
+        return Failure(str(error))
+    if isinstance(error, KeyFileError):
+        return Failure(str(error), EXIT_UNUSABLE)
+    if isinstance(error, RuleViolation):
+        return Failure(f"refused: {error} [{error.code}]")
+    if isinstance(error, (FederationError, NodeError, StoreError, ProtocolError)):
+        return Failure(str(error))
+    if isinstance(error, PersistenceError):
+        return Failure(f"store error: {error}")
+    raise error
+
+
+class DiscoGroup(click.Group):
+    """A group that turns library errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (HomeError, GenesisError, FederationError, NodeError, StoreError,
+                ProtocolError, PersistenceError) as e:
+            raise translate(e) from None
+        except OSError as e:
+            raise Failure(f"{e.filename or ''}: {e.strerror}".strip(": ")) from None
+
+
+def home_path(ctx: click.Context) -> Path:
+    root = ctx.find_root()
+    home = root.params.get("home")
+    return Path(home or os.environ.get("DISCO_HOME") or Path.home() / ".disco").expanduser()
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
+
+
+def emit(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def passphrase_for(home: Home) -> bytes | None:
+    """The key's passphrase: DISCO_PASSPHRASE, else a prompt on a terminal, else None."""
+    if not home.key_is_encrypted():
+        return None
+    env = os.environ.get("DISCO_PASSPHRASE")
+    if env:
+        return env.encode()
+    if sys.stdin.isatty():
+        return str(click.prompt("Passphrase for the LAB key", hide_input=True)).encode()
+    raise PassphraseError(f"{home.key_path}: the key is encrypted; set DISCO_PASSPHRASE")
+
+
+def load_signer(home: Home) -> Signer:
+    return home.signer(passphrase_for(home))
+
+
+@contextmanager
+def open_node(ctx: click.Context, *, writer: bool = False) -> Iterator[LabNode]:
+    """The node at --home; with ``writer`` its key is loaded first."""
+    home = Home.open(home_path(ctx))
+    signer = load_signer(home) if writer else None
+    node = LabNode.open(home, signer)
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+def parse_hours(text: str) -> int:
+    """``2.5`` or ``2:30`` -> 150 minutes. Raises click.BadParameter."""
+    text = text.strip()
+    try:
+        if ":" in text:
+            h, m = text.split(":")
+            if not (h.isdigit() and m.isdigit() and len(m) == 2 and int(m) < 60):
+                raise ValueError
+            minutes = Decimal(int(h) * 60 + int(m))
+        else:
+            minutes = Decimal(text) * 60
+    except (ValueError, InvalidOperation):
+        raise click.BadParameter(f"{text!r}: want hours like 2.5 or 2:30") from None
+    if not minutes.is_finite() or minutes != minutes.to_integral_value():
+        raise click.BadParameter(f"{text!r}: hours must come to whole minutes")
+    if minutes <= 0:
+        raise click.BadParameter(f"{text!r}: hours must be more than zero")
+    return int(minutes)
+
+
+def parse_amount(text: str, decimals: int) -> int:
+    """``12.50`` with 2 decimals -> 1250. Raises click.BadParameter."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise click.BadParameter(f"{text!r}: want an amount like 12.50") from None
+    scaled = value.scaleb(decimals)
+    if not scaled.is_finite() or scaled != scaled.to_integral_value():
+        raise click.BadParameter(f"{text!r}: at most {decimals} decimals for this unit")
+    return int(scaled)
+
+
+def format_amount(minor: int, decimals: int) -> str:
+    sign = "-" if minor < 0 else ""
+    minor = abs(minor)
+    if decimals == 0:
+        return f"{sign}{minor}"
+    return f"{sign}{minor // 10**decimals}.{minor % 10**decimals:0{decimals}d}"
+
+
+def parse_lab_id(text: str) -> bytes:
+    try:
+        lab = bytes.fromhex(text.strip())
+    except ValueError:
+        lab = b""
+    if len(lab) != 32:
+        raise click.BadParameter(f"{text!r}: want a LAB id of 64 hex digits")
+    return lab
+
+
+def examples(text: str) -> Callable[[F], F]:
+    """Append an example block to a command's help (every command has one)."""
+    def deco(f: F) -> F:
+        f.__doc__ = (f.__doc__ or "").rstrip() + "\n\n\b\nExample:\n" + text
+        return f
+    return deco
+
+
+def handled(f: F) -> F:
+    """For commands outside a DiscoGroup: translate library errors."""
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except (HomeError, GenesisError, FederationError, NodeError, StoreError,
+                ProtocolError, PersistenceError) as e:
+            raise translate(e) from None
+    return wrapper  # type: ignore[return-value]
+
+
+def run_main(group: click.Group, args: list[str] | None = None) -> None:
+    """Run the CLI so that every error, usage errors included, is one line on stderr."""
+    try:
+        rv = group.main(args=args, prog_name="disco", standalone_mode=False)
+    except click.UsageError as e:
+        hint = f" (see 'disco {e.ctx.command_path.partition(' ')[2]} --help')".replace(
+            "disco  --help", "disco --help") if e.ctx else ""
+        click.echo(f"disco: {e.format_message()}{hint}", err=True)
+        sys.exit(EXIT_UNUSABLE)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("disco: aborted", err=True)
+        sys.exit(EXIT_FAILURE)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)

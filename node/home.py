@@ -1,0 +1,146 @@
+"""A node's home folder: its config, its LAB key, its genesis and its store.
+
+Layout::
+
+    DIR/node.json      {"format": "disco-node/1", "lab_id": hex, "name": str,
+                        "store": {"backend": "sqlite", "path": "ledger.sqlite"}
+                               | {"backend": "postgres", "dsn": ..., "schema": ...}}
+    DIR/lab.key        Ed25519 private key, PKCS#8 PEM, mode 0600, maybe encrypted
+    DIR/genesis.json   the federation joined (after ``disco join``)
+    DIR/ledger.sqlite  the embedded store (SQLite backend)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from federation.genesis import Genesis, load_genesis_file
+from node.store import StoreConfig
+from protocol.keys import Signer, load_private_key, save_private_key
+
+HOME_FORMAT = "disco-node/1"
+CONFIG = "node.json"
+KEY = "lab.key"
+GENESIS = "genesis.json"
+SQLITE = "ledger.sqlite"
+
+
+class HomeError(Exception):
+    """The home folder is missing, foreign or damaged; the message says which."""
+
+
+@dataclass(frozen=True)
+class Home:
+    """An opened node folder. Use :meth:`create` or :meth:`open`."""
+
+    path: Path
+    config: dict[str, Any]
+
+    @property
+    def lab_id(self) -> bytes:
+        return bytes.fromhex(self.config["lab_id"])
+
+    @property
+    def name(self) -> str:
+        return str(self.config["name"])
+
+    @property
+    def key_path(self) -> Path:
+        return self.path / KEY
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.path / GENESIS
+
+    @classmethod
+    def create(
+        cls, path: Path, name: str, *, passphrase: bytes | None = None,
+        postgres_dsn: str | None = None,
+    ) -> tuple[Home, Signer]:
+        """Make a new node folder with a fresh LAB key.
+
+        Refuses a folder that already holds anything. Raises :class:`HomeError`.
+        """
+        if not name.strip() or len(name) > 120:
+            raise HomeError("LAB name must be 1 to 120 characters")
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise HomeError(f"{path} already exists and is not empty; choose another --home")
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise HomeError(f"cannot create {path}: {e.strerror}") from None
+        signer = Signer.generate()
+        store: dict[str, Any]
+        if postgres_dsn:
+            store = {"backend": "postgres", "dsn": postgres_dsn,
+                     "schema": "disco_" + signer.public_key.hex()[:16]}
+        else:
+            store = {"backend": "sqlite", "path": SQLITE}
+        config = {"format": HOME_FORMAT, "lab_id": signer.public_key.hex(), "name": name,
+                  "store": store}
+        save_private_key(path / KEY, signer, passphrase)
+        _write_json(path / CONFIG, config)
+        return cls(path, config), signer
+
+    @classmethod
+    def open(cls, path: Path) -> Home:
+        """Open an existing node folder. Raises :class:`HomeError` when it is missing,
+        is not a disco node folder, or its config is damaged."""
+        if not path.is_dir():
+            raise HomeError(f"{path}: no node folder here; run 'disco init' first")
+        cfg = path / CONFIG
+        if not cfg.is_file():
+            raise HomeError(f"{path} is not a disco node folder (no {CONFIG})")
+        try:
+            config = json.loads(cfg.read_text(encoding="utf-8"))
+            if config.get("format") != HOME_FORMAT:
+                raise ValueError("format")
+            bytes.fromhex(config["lab_id"])
+            str(config["name"])
+            dict(config["store"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            raise HomeError(f"{cfg} is damaged or not a disco node config") from None
+        return cls(path, config)
+
+    def signer(self, passphrase: bytes | None = None) -> Signer:
+        """The LAB key. Raises ``KeyFileError``/``PassphraseError`` (protocol.errors)."""
+        signer = load_private_key(self.key_path, passphrase)
+        if signer.public_key != self.lab_id:
+            raise HomeError(f"{self.key_path} is not the key of LAB {self.lab_id.hex()[:8]}")
+        return signer
+
+    def key_is_encrypted(self) -> bool:
+        try:
+            return b"ENCRYPTED" in self.key_path.read_bytes()
+        except OSError:
+            return False
+
+    def store_config(self) -> StoreConfig:
+        """Where this node keeps its entries. Raises :class:`HomeError` on a bad config."""
+        store = self.config["store"]
+        backend = store.get("backend")
+        if backend == "sqlite":
+            return StoreConfig("sqlite", path=self.path / store.get("path", SQLITE))
+        if backend == "postgres":
+            return StoreConfig("postgres", dsn=store.get("dsn"), schema=store.get("schema"))
+        raise HomeError(f"{self.path / CONFIG}: unknown store backend {backend!r}")
+
+    def genesis(self) -> Genesis | None:
+        """The joined federation's genesis, or None before ``disco join``."""
+        if not self.genesis_path.exists():
+            return None
+        return load_genesis_file(self.genesis_path)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)

@@ -1,0 +1,287 @@
+"""The node's store: one eventsourcing aggregate sequence per feed.
+
+- originator id = the author's LAB id in hex; originator version = seq;
+  topic = the entry kind; state = the entry bytes, verbatim.
+- Own entries and peers' entries take the same path, :meth:`FeedStore.insert`.
+  The recorder's uniqueness on (originator, version) makes a second entry at a
+  taken seq fail loudly (:class:`SeqTaken`) instead of forking the feed.
+- Reads stream in pages; nothing here loads a whole feed into memory.
+
+SQLite (the embedded default) or PostgreSQL, chosen by :class:`StoreConfig`. The
+eventsourcing library is synchronous: async callers run these methods in a worker
+thread. One :class:`FeedStore` per process; several processes may share a store,
+their writes serialised by the database.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    IntegrityError,
+    PersistenceError,
+    ProcessRecorder,
+    StoredEvent,
+)
+
+from protocol.entry import Entry, FeedVerifier, decode_entry, short
+from protocol.errors import ProtocolError
+
+PAGE = 1000
+SQLITE_LOCK_TIMEOUT_S = 60
+
+
+class StoreError(Exception):
+    """The store cannot be opened or read (missing, damaged, unreachable)."""
+
+
+class SeqTaken(StoreError):
+    """Another entry already holds this (author, seq): a concurrent writer or a fork."""
+
+    def __init__(self, author: bytes, seq: int) -> None:
+        super().__init__(f"seq {seq} of {short(author)} is already taken")
+        self.author = author
+        self.seq = seq
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where a node keeps its entries: ``sqlite`` at ``path`` or ``postgres`` at ``dsn``."""
+
+    backend: str = "sqlite"
+    path: Path | None = None
+    dsn: str | None = None
+    schema: str | None = None
+
+    def environment(self) -> dict[str, str]:
+        """The eventsourcing environment for this store. Raises :class:`StoreError`."""
+        env = {"ORIGINATOR_ID_TYPE": "text", "CREATE_TABLE": "yes"}
+        if self.backend == "sqlite":
+            if self.path is None:
+                raise StoreError("sqlite store needs a path")
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.sqlite",
+                SQLITE_DBNAME=str(self.path),
+                SQLITE_LOCK_TIMEOUT=str(SQLITE_LOCK_TIMEOUT_S),
+            )
+            return env
+        if self.backend == "postgres":
+            if not self.dsn:
+                raise StoreError("postgres store needs a DSN")
+            from psycopg.conninfo import conninfo_to_dict
+
+            try:
+                info = conninfo_to_dict(self.dsn)
+            except Exception as e:  # psycopg raises ProgrammingError for bad DSNs
+                raise StoreError(f"invalid PostgreSQL DSN: {e}") from None
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.postgres",
+                POSTGRES_DBNAME=str(info.get("dbname", "postgres")),
+                POSTGRES_HOST=str(info.get("host", "127.0.0.1")),
+                POSTGRES_PORT=str(info.get("port", "5432")),
+                POSTGRES_USER=str(info.get("user", "postgres")),
+                POSTGRES_PASSWORD=str(info.get("password", "")),
+                POSTGRES_SCHEMA=self.schema or "public",
+                POSTGRES_LOCK_TIMEOUT="30",
+                POSTGRES_CONNECT_TIMEOUT="10",
+            )
+            return env
+        raise StoreError(f"unknown store backend {self.backend!r}: want sqlite or postgres")
+
+
+def _ensure_postgres_schema(config: StoreConfig) -> None:
+    if not config.schema:
+        return
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", config.schema):
+        raise StoreError(f"invalid PostgreSQL schema name {config.schema!r}")
+    import psycopg
+
+    try:
+        with psycopg.connect(config.dsn or "", autocommit=True, connect_timeout=10) as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{config.schema}"')
+    except psycopg.Error as e:
+        raise StoreError(f"cannot reach PostgreSQL: {str(e).strip()}") from None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a store or bundle: where, a stable code, and why."""
+
+    author: str
+    seq: int
+    code: str
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"author": self.author, "seq": self.seq, "code": self.code,
+                "message": self.message}
+
+
+class FeedStore:
+    """Feeds of signed entries kept through an eventsourcing process recorder."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        """Open (creating tables if needed). Raises :class:`StoreError`."""
+        self.config = config
+        try:
+            if config.backend == "postgres":
+                _ensure_postgres_schema(config)
+            self.factory = InfrastructureFactory.construct(env=config.environment())
+            self.recorder: ProcessRecorder = self.factory.process_recorder()
+        except StoreError:
+            raise
+        except (PersistenceError, OSError) as e:
+            raise StoreError(f"cannot open the store: {e}") from None
+
+    def close(self) -> None:
+        self.factory.close()
+
+    def __enter__(self) -> FeedStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading ---------------------------------------------------------------
+
+    def _last(self, author: bytes) -> StoredEvent | None:
+        rows = self.recorder.select_events(author.hex(), desc=True, limit=1)
+        return rows[0] if rows else None
+
+    def head(self, author: bytes) -> tuple[int, bytes | None]:
+        """(seq, entry hash) of the feed's last stored entry; (0, None) if empty."""
+        last = self._last(author)
+        if last is None:
+            return 0, None
+        return last.originator_version, decode_entry(last.state).hash
+
+    def get(self, author: bytes, seq: int) -> Entry | None:
+        """The stored entry at (author, seq), or None."""
+        rows = self.recorder.select_events(author.hex(), gt=seq - 1, lte=seq, limit=1)
+        return decode_entry(rows[0].state) if rows else None
+
+    def read_raw(
+        self, author: bytes, after: int = 0, upto: int | None = None, page: int = PAGE
+    ) -> Iterator[tuple[int, bytes]]:
+        """(seq, entry bytes) of one feed from seq ``after + 1``, streamed in pages."""
+        while True:
+            rows = self.recorder.select_events(author.hex(), gt=after, lte=upto, limit=page)
+            for row in rows:
+                yield row.originator_version, row.state
+            if len(rows) < page:
+                return
+            after = rows[-1].originator_version
+
+    def read_feed(
+        self, author: bytes, after: int = 0, upto: int | None = None, page: int = PAGE
+    ) -> Iterator[Entry]:
+        """Decoded entries of one feed from seq ``after + 1``, streamed in pages."""
+        for _, raw in self.read_raw(author, after, upto, page):
+            yield decode_entry(raw)
+
+    def notifications(self, after: int = 0, page: int = PAGE) -> Iterator[tuple[int, str, int, bytes]]:
+        """(notification id, originator, version, entry bytes) in store order, streamed."""
+        while True:
+            rows = self.recorder.select_notifications(
+                after, page, inclusive_of_start=False
+            )
+            for n in rows:
+                yield n.id, str(n.originator_id), n.originator_version, n.state
+            if len(rows) < page:
+                return
+            after = rows[-1].id
+
+    def max_notification_id(self) -> int:
+        return self.recorder.max_notification_id() or 0
+
+    # -- writing ---------------------------------------------------------------
+
+    def insert(self, entries: Sequence[Entry]) -> None:
+        """Store entries, all or none, in one transaction.
+
+        The caller has verified them. Raises :class:`SeqTaken` when any
+        (author, seq) is already stored, and then stores none of them.
+        """
+        if not entries:
+            return
+        events = [StoredEvent(e.author.hex(), e.seq, e.kind, e.raw) for e in entries]
+        try:
+            self.recorder.insert_events(events)
+        except IntegrityError:
+            raise SeqTaken(entries[0].author, entries[0].seq) from None
+
+    def append_own(
+        self,
+        build: Callable[[int, bytes | None], Sequence[Entry]],
+        author: bytes,
+        *,
+        attempts: int = 200,
+    ) -> list[Entry]:
+        """Sign-and-store in one step, safe against concurrent writers.
+
+        ``build(head_seq, head_hash)`` returns the signed entries that continue the
+        feed. If another writer took the seq first, the head is re-read and
+        ``build`` called again, so two writers never produce two entries at one seq.
+        Raises :class:`StoreError` after ``attempts`` lost races, and whatever
+        ``build`` raises (nothing is stored then).
+        """
+        for attempt in range(attempts):
+            seq, head_hash = self.head(author)
+            entries = list(build(seq, head_hash))
+            try:
+                self.insert(entries)
+            except SeqTaken:
+                time.sleep(min(0.001 * (attempt + 1), 0.05))
+                continue
+            return entries
+        raise StoreError(f"gave up appending to {short(author)} after {attempts} conflicts")
+
+    # -- verification ----------------------------------------------------------
+
+    def verify(self, federation_id: bytes, roster: Sequence[bytes]) -> Iterator[Problem]:
+        """Check every stored entry: decoding, canonical form, signature, chain links,
+        seq continuity, row/entry agreement, roster membership. Streams the
+        notification log once, keeping O(feeds) state; yields each problem found.
+        """
+        verifiers: dict[str, FeedVerifier] = {}
+        broken: set[str] = set()
+        members = {a.hex() for a in roster}
+        for _, originator, version, raw in self.notifications():
+            if originator not in members:
+                yield Problem(originator, version, "not-in-roster",
+                              "feed of an author outside the roster")
+                continue
+            if originator in broken:
+                continue
+            v = verifiers.setdefault(
+                originator, FeedVerifier(federation_id, bytes.fromhex(originator))
+            )
+            try:
+                entry = decode_entry(raw)
+            except ProtocolError as e:
+                yield Problem(originator, version, _code(e), f"{e} (later entries unchecked)")
+                broken.add(originator)
+                continue
+            if entry.seq != version or entry.author.hex() != originator:
+                yield Problem(originator, version, "misfiled",
+                              f"row says {short(bytes.fromhex(originator))}#{version} "
+                              f"but the entry is {entry.where} (later entries unchecked)")
+                broken.add(originator)
+                continue
+            try:
+                v.check(entry)
+            except ProtocolError as e:
+                yield Problem(originator, version, _code(e), str(e))
+                v.advance(entry)
+
+
+def _code(error: ProtocolError) -> str:
+    """A stable, readable code from an error class: BadSignatureError -> bad-signature."""
+    name = type(error).__name__.removesuffix("Error")
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()

@@ -1,0 +1,345 @@
+"""The signed entry, format version 1 (DESIGN.md, "The signed entry").
+
+::
+
+    header     = [1, federation_id, author, seq, prev, ts_us, kind, body_hash]
+    entry_hash = SHA-256(packb(header))
+    signature  = Ed25519 over b"disco-ledger/entry/v1\\x00" + packb(header)
+    entry      = packb([header, signature, body])   body: bin (canonical map) or nil
+
+Rules this module keeps:
+- an entry's bytes are kept verbatim (``Entry.raw``); nothing here re-encodes a
+  received entry, except :func:`redact`, which drops the body and keeps the header
+  bytes, so the hash, the signature and the chain still hold;
+- a body of nil means redacted;
+- which key verifies a feed at a seq is decided in one place, :func:`verifying_key`.
+
+Builders raise :class:`LocalProtocolError`; decoders and verifiers raise
+subclasses of :class:`RemoteProtocolError` naming the author and seq where known.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from protocol import canonical
+from protocol.errors import (
+    BadSignatureError,
+    BodyHashMismatchError,
+    BrokenChainError,
+    DecodeError,
+    LocalProtocolError,
+    NonCanonicalError,
+    OversizeError,
+    SchemaError,
+    UnsupportedVersionError,
+    WrongAuthorError,
+    WrongFederationError,
+)
+from protocol.keys import Signer, verify_signature
+
+FORMAT_VERSION = 1
+SIGNING_PREFIX = b"disco-ledger/entry/v1\x00"
+MAX_ENTRY_SIZE = 64 * 1024
+HASH_SIZE = 32
+MAX_KIND_LENGTH = 64
+
+
+def sha256(data: bytes) -> bytes:
+    """SHA-256 digest of ``data``."""
+    return hashlib.sha256(data).digest()
+
+
+def short(b: bytes) -> str:
+    """First 8 hex digits of an id, for messages."""
+    return b.hex()[:8]
+
+
+def _header_problem(
+    federation_id: Any, author: Any, seq: Any, prev: Any, ts_us: Any, kind: Any, body_hash: Any
+) -> str | None:
+    """The first thing wrong with these header fields, or None."""
+
+    def is_hash(v: Any) -> bool:
+        return isinstance(v, bytes) and len(v) == HASH_SIZE
+
+    if not is_hash(federation_id):
+        return "federation_id: want bin 32"
+    if not is_hash(author):
+        return "author: want bin 32"
+    if type(seq) is not int or seq < 1 or seq > 2**63 - 1:
+        return f"seq: got {seq!r}, want int >= 1"
+    if seq == 1 and prev is not None:
+        return "prev: must be nil when seq == 1"
+    if seq > 1 and not is_hash(prev):
+        return f"prev: want bin 32 when seq > 1 (seq {seq})"
+    if type(ts_us) is not int or not -(2**63) <= ts_us <= 2**63 - 1:
+        return f"ts_us: got {ts_us!r}, want int"
+    if not isinstance(kind, str) or not 0 < len(kind) <= MAX_KIND_LENGTH:
+        return f"kind: want a str of 1 to {MAX_KIND_LENGTH} characters"
+    if not is_hash(body_hash):
+        return "body_hash: want bin 32"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The signed part of an entry. Checks its own fields when built."""
+
+    federation_id: bytes
+    author: bytes
+    seq: int
+    prev: bytes | None
+    ts_us: int
+    kind: str
+    body_hash: bytes
+
+    def __post_init__(self) -> None:
+        problem = _header_problem(
+            self.federation_id, self.author, self.seq, self.prev, self.ts_us,
+            self.kind, self.body_hash,
+        )
+        if problem:
+            raise LocalProtocolError(f"header: {problem}")
+
+    def as_list(self) -> list[Any]:
+        return [FORMAT_VERSION, self.federation_id, self.author, self.seq, self.prev,
+                self.ts_us, self.kind, self.body_hash]
+
+    def encode(self) -> bytes:
+        """``packb(header)``: the bytes that are hashed and signed."""
+        return msgpack.packb(self.as_list(), use_bin_type=True)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A reference to an entry: ``[author, seq, entry_hash]``."""
+
+    author: bytes
+    seq: int
+    hash: bytes
+
+    def as_list(self) -> list[Any]:
+        return [self.author, self.seq, self.hash]
+
+    @classmethod
+    def from_value(cls, value: Any, where: str = "ref") -> Ref:
+        """Parse the msgpack form. Raises :class:`SchemaError`."""
+        if (
+            not isinstance(value, list) or len(value) != 3
+            or not isinstance(value[0], bytes) or len(value[0]) != HASH_SIZE
+            or type(value[1]) is not int or value[1] < 1
+            or not isinstance(value[2], bytes) or len(value[2]) != HASH_SIZE
+        ):
+            raise SchemaError(f"{where}: want [author bin 32, seq int >= 1, hash bin 32]")
+        return cls(value[0], value[1], value[2])
+
+    def __str__(self) -> str:
+        return f"{self.author.hex()}:{self.seq}:{self.hash.hex()}"
+
+    @classmethod
+    def parse(cls, text: str) -> Ref:
+        """Parse the full text form ``AUTHOR_HEX:SEQ:HASH_HEX``. Raises :class:`SchemaError`."""
+        parts = text.strip().split(":")
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            author, seq, digest = bytes.fromhex(parts[0]), int(parts[1]), bytes.fromhex(parts[2])
+        except ValueError:
+            raise SchemaError(f"ref {text!r}: want AUTHOR_HEX:SEQ:HASH_HEX") from None
+        return cls.from_value([author, seq, digest], f"ref {text!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A decoded entry. ``raw`` is its exact bytes, ``hash`` its entry hash."""
+
+    header: Header
+    signature: bytes
+    body: bytes | None
+    raw: bytes = field(repr=False)
+    hash: bytes
+    header_bytes: bytes = field(repr=False)
+
+    @property
+    def author(self) -> bytes:
+        return self.header.author
+
+    @property
+    def seq(self) -> int:
+        return self.header.seq
+
+    @property
+    def kind(self) -> str:
+        return self.header.kind
+
+    @property
+    def redacted(self) -> bool:
+        return self.body is None
+
+    @property
+    def ref(self) -> Ref:
+        return Ref(self.header.author, self.header.seq, self.hash)
+
+    def fields(self) -> dict[str, Any] | None:
+        """The decoded body map, or None when redacted. Raises :class:`DecodeError`."""
+        if self.body is None:
+            return None
+        value = canonical.decode(self.body, max_size=MAX_ENTRY_SIZE, what=f"body of {self.where}")
+        if not isinstance(value, dict):
+            raise SchemaError(f"body of {self.where}: want a map")
+        return value
+
+    @property
+    def where(self) -> str:
+        return f"{short(self.header.author)}#{self.header.seq}"
+
+
+def sign_entry(
+    signer: Signer,
+    *,
+    federation_id: bytes,
+    seq: int,
+    prev: bytes | None,
+    ts_us: int,
+    kind: str,
+    body: Mapping[str, Any],
+) -> Entry:
+    """Build and sign a new entry of ``signer``'s feed.
+
+    Raises :class:`LocalProtocolError` for invalid header fields or a body that is
+    not canonically encodable or makes the entry exceed :data:`MAX_ENTRY_SIZE`.
+    """
+    body_bytes = canonical.encode(dict(body))
+    header = Header(federation_id, signer.public_key, seq, prev, ts_us, kind, sha256(body_bytes))
+    header_bytes = header.encode()
+    signature = signer.sign(SIGNING_PREFIX + header_bytes)
+    raw = msgpack.packb([header.as_list(), signature, body_bytes], use_bin_type=True)
+    if len(raw) > MAX_ENTRY_SIZE:
+        raise LocalProtocolError(
+            f"entry of {len(raw)} bytes exceeds the {MAX_ENTRY_SIZE}-byte limit"
+        )
+    return Entry(header, signature, body_bytes, raw, sha256(header_bytes), header_bytes)
+
+
+def decode_entry(raw: bytes) -> Entry:
+    """Decode and structurally check one entry; signatures are not checked here.
+
+    Checks size, msgpack well-formedness, canonical form, the header schema and
+    version, the signature length, and the body hash when a body is present.
+    Raises :class:`OversizeError`, :class:`DecodeError`, :class:`NonCanonicalError`,
+    :class:`SchemaError`, :class:`UnsupportedVersionError` or
+    :class:`BodyHashMismatchError`.
+    """
+    raw = bytes(raw)
+    if len(raw) > MAX_ENTRY_SIZE:
+        raise OversizeError(f"entry is {len(raw)} bytes, limit is {MAX_ENTRY_SIZE}")
+    value = canonical.unpack(raw, max_size=MAX_ENTRY_SIZE, what="entry")
+    if not isinstance(value, list) or len(value) != 3:
+        raise SchemaError("entry: want [header, signature, body]")
+    hdr, signature, body = value
+    if not isinstance(hdr, list) or len(hdr) != 8:
+        raise SchemaError("entry header: want an array of 8 fields")
+    if type(hdr[0]) is not int or hdr[0] != FORMAT_VERSION:
+        raise UnsupportedVersionError(f"entry header: format version {hdr[0]!r}, want 1")
+    problem = _header_problem(*hdr[1:])
+    if problem:
+        raise SchemaError(f"entry header: {problem}")
+    where = f"{short(hdr[2])}#{hdr[3]}"
+    if not isinstance(signature, bytes) or len(signature) != 64:
+        raise SchemaError(f"entry {where}: signature must be bin 64")
+    if body is not None and not isinstance(body, bytes):
+        raise SchemaError(f"entry {where}: body must be bin or nil")
+    header_bytes = msgpack.packb(hdr, use_bin_type=True)
+    again = msgpack.packb([hdr, signature, body], use_bin_type=True)
+    if again != raw:
+        raise NonCanonicalError(f"entry {where} is not canonical msgpack")
+    header = Header(*hdr[1:])
+    if body is not None and sha256(body) != header.body_hash:
+        raise BodyHashMismatchError(f"entry {where}: body does not match body_hash")
+    return Entry(header, signature, body, raw, sha256(header_bytes), header_bytes)
+
+
+def verifying_key(author: bytes, seq: int) -> bytes:
+    """The public key that verifies ``author``'s feed at ``seq``.
+
+    Today always the LAB id itself; key rotation will answer here, from the feed's
+    own ``key.rotated`` entries, without a change to the format or the store.
+    """
+    return author
+
+
+def check_signature(entry: Entry, key: bytes | None = None) -> None:
+    """Raise :class:`BadSignatureError` unless the entry's signature verifies.
+
+    ``key`` defaults to :func:`verifying_key` for the entry's author and seq.
+    """
+    if key is None:
+        key = verifying_key(entry.header.author, entry.header.seq)
+    if not verify_signature(key, entry.signature, SIGNING_PREFIX + entry.header_bytes):
+        raise BadSignatureError(f"entry {entry.where}: signature does not verify")
+
+
+def redact(entry: Entry) -> Entry:
+    """The same entry with its body dropped. Header, hash and signature still verify."""
+    raw = msgpack.packb([entry.header.as_list(), entry.signature, None], use_bin_type=True)
+    return Entry(entry.header, entry.signature, None, raw, entry.hash, entry.header_bytes)
+
+
+@dataclass
+class FeedVerifier:
+    """Checks the entries of one feed, fed in seq order, as a chain.
+
+    ``head_seq``/``head_hash`` start at an already-verified point (0/None for a new
+    feed). :meth:`check` raises :class:`WrongFederationError`,
+    :class:`WrongAuthorError`, :class:`BrokenChainError` or
+    :class:`BadSignatureError`; on success it advances the head.
+    """
+
+    federation_id: bytes
+    author: bytes
+    head_seq: int = 0
+    head_hash: bytes | None = None
+
+    def check_link(self, entry: Entry) -> None:
+        """The checks that need no cryptography: federation, author, seq, prev."""
+        h = entry.header
+        if h.federation_id != self.federation_id:
+            raise WrongFederationError(
+                f"entry {entry.where}: federation {short(h.federation_id)}, "
+                f"want {short(self.federation_id)}"
+            )
+        if h.author != self.author:
+            raise WrongAuthorError(
+                f"entry {entry.where}: in the feed of {short(self.author)}"
+            )
+        if h.seq != self.head_seq + 1:
+            raise BrokenChainError(
+                f"entry {entry.where}: seq {h.seq} does not follow {self.head_seq}"
+            )
+        if h.prev != self.head_hash:
+            raise BrokenChainError(
+                f"entry {entry.where}: prev does not match the hash of seq {self.head_seq}"
+            )
+
+    def check(self, entry: Entry) -> None:
+        """Check link and signature, then advance the head."""
+        self.check_link(entry)
+        check_signature(entry)
+        self.advance(entry)
+
+    def advance(self, entry: Entry) -> None:
+        self.head_seq = entry.header.seq
+        self.head_hash = entry.hash
+
+
+__all__ = [
+    "FORMAT_VERSION", "HASH_SIZE", "MAX_ENTRY_SIZE", "SIGNING_PREFIX", "DecodeError",
+    "Entry", "FeedVerifier", "Header", "Ref", "check_signature", "decode_entry",
+    "redact", "sha256", "sign_entry", "verifying_key",
+]
