@@ -194,7 +194,9 @@ def load_genesis_file(path: Path) -> Genesis:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise GenesisError(f"{path}: not a genesis file (invalid JSON at line {e.lineno})") from None
+        raise GenesisError(
+            f"{path}: not a genesis file (invalid JSON at line {e.lineno})"
+        ) from None
     if not isinstance(data, dict):
         raise GenesisError(f"{path}: not a genesis file")
     try:

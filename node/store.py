@@ -16,6 +16,7 @@ their writes serialised by the database.
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ class FeedStore:
             self.recorder: ProcessRecorder = self.factory.process_recorder()
         except StoreError:
             raise
-        except (PersistenceError, OSError) as e:
+        except (PersistenceError, OSError, sqlite3.Error) as e:
             raise StoreError(f"cannot open the store: {e}") from None
 
     def close(self) -> None:
@@ -185,7 +186,9 @@ class FeedStore:
         for _, raw in self.read_raw(author, after, upto, page):
             yield decode_entry(raw)
 
-    def notifications(self, after: int = 0, page: int = PAGE) -> Iterator[tuple[int, str, int, bytes]]:
+    def notifications(
+        self, after: int = 0, page: int = PAGE
+    ) -> Iterator[tuple[int, str, int, bytes]]:
         """(notification id, originator, version, entry bytes) in store order, streamed."""
         while True:
             rows = self.recorder.select_notifications(

@@ -400,3 +400,10 @@ def test_tampered_consistency_proof_fails(hashes: list[bytes], data: st.DataObje
         verify_consistency(wrong1, size2, proof, root1, root2)
     with pytest.raises(ProofError):
         verify_consistency(size1, size2, proof, root2, root1)
+    # A well-formed root1 of another tree: only the root1 check can catch it
+    # when size1 is not a power of two (the proof then carries its own seed).
+    other_root1 = root_from_leaf_hashes([leaf_hash(b"other"), *hashes[1:size1]])
+    with pytest.raises(RootMismatchError) as info:
+        verify_consistency(size1, size2, proof, other_root1, root2)
+    if size1 & (size1 - 1):
+        assert info.value.expected == other_root1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -56,7 +57,7 @@ def translate(error: Exception) -> Failure:
         return Failure(f"refused: {error} [{error.code}]")
     if isinstance(error, (FederationError, NodeError, StoreError, ProtocolError)):
         return Failure(str(error))
-    if isinstance(error, PersistenceError):
+    if isinstance(error, (PersistenceError, sqlite3.Error)):
         return Failure(f"store error: {error}")
     raise error
 
@@ -68,7 +69,7 @@ class DiscoGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (HomeError, GenesisError, FederationError, NodeError, StoreError,
-                ProtocolError, PersistenceError) as e:
+                ProtocolError, PersistenceError, sqlite3.Error) as e:
             raise translate(e) from None
         except OSError as e:
             raise Failure(f"{e.filename or ''}: {e.strerror}".strip(": ")) from None
@@ -191,7 +192,7 @@ def handled(f: F) -> F:
         try:
             return f(*args, **kwargs)
         except (HomeError, GenesisError, FederationError, NodeError, StoreError,
-                ProtocolError, PersistenceError) as e:
+                ProtocolError, PersistenceError, sqlite3.Error) as e:
             raise translate(e) from None
     return wrapper  # type: ignore[return-value]
 

@@ -7,7 +7,15 @@ from typing import Any
 import click
 
 from federation.kinds import STREAMS
-from node.cli.common import emit, examples, json_option, now_us, open_node, parse_hours, parse_lab_id
+from node.cli.common import (
+    emit,
+    examples,
+    json_option,
+    now_us,
+    open_node,
+    parse_hours,
+    parse_lab_id,
+)
 from protocol.entry import Entry
 
 

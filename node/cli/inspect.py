@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from federation.kinds import entry_body
 from federation.errors import RuleViolation
+from federation.kinds import entry_body
 from node.cli.common import emit, examples, json_option, open_node, parse_lab_id
 from protocol.entry import Entry
 

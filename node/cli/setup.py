@@ -9,7 +9,14 @@ import click
 
 from federation.genesis import Lab, create_genesis, write_genesis_file
 from node.cli.common import (
-    EXIT_UNUSABLE, Failure, emit, examples, home_path, json_option, now_us, open_node,
+    EXIT_UNUSABLE,
+    Failure,
+    emit,
+    examples,
+    home_path,
+    json_option,
+    now_us,
+    open_node,
     parse_lab_id,
 )
 from node.home import Home
