@@ -11,7 +11,7 @@ canonical form, chain links, signatures) and reports its time and peak RSS
   same run (bench/_limits.py). The same child also reports its peak RSS.
 - Memory (``--memory N``): peak RSS of the verifying process for an N-entry feed,
   target < 200 MB; ``ratio`` is then peak_rss_mb / 200 and ``ok`` means ratio < 1.
-  The 1M-entry check (about 1.5 min of building on 2 cores, then the pass):
+  The 1M-entry check (here about 1 min to build the feed and 1.5 min to verify it):
   ``.venv/bin/python bench/verify.py --memory 1000000``
 
 Progress goes to stderr; stdout ends with one JSON line.

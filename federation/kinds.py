@@ -15,7 +15,17 @@ Kinds and bodies:
 ``member.updated``          handle, name str
 ``contribution.recorded``   member handle, stream, minutes int,
                             [for_lab bin32], [project str], [note str]
+``contribution.acknowledged`` contribution ref, [note str]
+``transfer.offered``        to bin32, amount int, unit str, [memo str]
+``transfer.accepted``       offer ref, [reason str]
+``transfer.declined``       offer ref, [reason str]
+``transfer.reclaimed``      offer ref, decline ref
+``income.recorded``         amount int, unit str, period "YYYY-MM", source str
+``policy.set``              weights {livelihood, love, care: int}, care_ratio int %
 ==========================  ===================================================
+
+Rules across feeds (credit limits, answers to offers) are in
+:mod:`federation.ledger`.
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ HANDLE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 MAX_MINUTES = 31 * 24 * 60
 """One record covers at most a month of someone's time: more is a typo."""
 MAX_TEXT = 1000
+MAX_AMOUNT = 2**53
+PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 
 Checker = Callable[[Any], str | None]
 
@@ -70,6 +82,20 @@ def _one_of(*choices: str) -> Checker:
     def check(v: Any) -> str | None:
         return None if v in choices else f"got {v!r}, want one of {', '.join(choices)}"
     return check
+
+
+def _period(v: Any) -> str | None:
+    if isinstance(v, str) and PERIOD.match(v):
+        return None
+    return "want a month as YYYY-MM"
+
+
+def _weights(v: Any) -> str | None:
+    if not isinstance(v, dict) or set(v) != set(STREAMS):
+        return f"want a weight for each of {', '.join(STREAMS)}"
+    if any(type(w) is not int or not 0 <= w <= 1000 for w in v.values()):
+        return "weights must be whole numbers from 0 to 1000"
+    return None if sum(v.values()) > 0 else "at least one weight must be above 0"
 
 
 def _ref(v: Any) -> str | None:
@@ -114,6 +140,17 @@ SCHEMAS: dict[str, Schema] = {
          "minutes": _int_range(1, MAX_MINUTES)},
         {"for_lab": _bin32, "project": _text(200), "note": _text(MAX_TEXT)},
     ),
+    "contribution.acknowledged": Schema({"contribution": _ref}, {"note": _text(MAX_TEXT)}),
+    "transfer.offered": Schema(
+        {"to": _bin32, "amount": _int_range(1, MAX_AMOUNT), "unit": _text(12)},
+        {"memo": _text(MAX_TEXT)},
+    ),
+    "transfer.accepted": Schema({"offer": _ref}, {"reason": _text(MAX_TEXT)}),
+    "transfer.declined": Schema({"offer": _ref}, {"reason": _text(MAX_TEXT)}),
+    "transfer.reclaimed": Schema({"offer": _ref, "decline": _ref}),
+    "income.recorded": Schema({"amount": _int_range(1, MAX_AMOUNT), "unit": _text(12),
+                               "period": _period, "source": _text(200)}),
+    "policy.set": Schema({"weights": _weights, "care_ratio": _int_range(0, 100)}),
 }
 
 

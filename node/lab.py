@@ -9,19 +9,20 @@ happen at the same head, retried if another writer got there first.
 
 from __future__ import annotations
 
-import copy
 import shutil
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from federation.errors import FederationError, RuleViolation
+from federation.errors import FederationError, PendingReference, RuleViolation
 from federation.genesis import Genesis, load_genesis_file
-from federation.kinds import LabState
+from federation.ledger import Ledger
 from node.home import Home
+from node.projection import LedgerProjection
 from node.store import FeedStore, Problem
-from protocol.entry import Entry, sign_entry
+from protocol.entry import Entry, FeedVerifier, Ref, decode_entry, sign_entry
+from protocol.errors import WrongAuthorError
 from protocol.keys import Signer
 
 
@@ -37,7 +38,9 @@ class LabNode:
     store: FeedStore
     genesis: Genesis | None
     signer: Signer | None = None
-    _states: dict[bytes, LabState] = field(default_factory=dict)
+    _ledger: Ledger | None = field(default=None, repr=False)
+    _position: int = 0
+    _pending_ledger: Ledger | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, home: Home, signer: Signer | None = None) -> LabNode:
@@ -108,36 +111,111 @@ class LabNode:
         fid = genesis.federation_id
 
         def build(seq: int, head: bytes | None) -> list[Entry]:
-            state = copy.deepcopy(self.feed_state(self.lab_id, upto=seq))
+            ledger = self.ledger()
+            if ledger.applied(self.lab_id) != seq:
+                ledger.catch_up(self.lab_id)
+            if ledger.applied(self.lab_id) != seq:
+                raise NodeError(f"this LAB's feed is stuck at seq {ledger.applied(self.lab_id)}"
+                                f" of {seq}; run 'disco rebuild'")
+            self._ledger = None  # mutated below; reloaded unless the append succeeds
             entries = []
             for kind, body in items:
-                state.check(kind, body)
+                ledger.validate(self.lab_id, kind, body, now_us)
                 seq += 1
                 entry = sign_entry(signer, federation_id=fid, seq=seq, prev=head,
                                    ts_us=now_us, kind=kind, body=body)
-                state.apply(kind, body)
+                ledger.receive(entry)
                 entries.append(entry)
                 head = entry.hash
+            self._pending_ledger = ledger
             return entries
 
-        return self.store.append_own(build, self.lab_id)
+        try:
+            entries = self.store.append_own(build, self.lab_id)
+        except PendingReference as p:
+            raise NodeError(f"refused: the entry names {p.missing}, which this node does not "
+                            "hold (sync first)") from None
+        self._ledger = self._pending_ledger
+        return entries
+
+    def ingest(self, raws: Iterable[bytes], batch: int = 500) -> int:
+        """Verify and store entries received from elsewhere (a peer, a bundle).
+
+        Each entry must be a roster member's, continue its feed's stored head, and
+        verify; entries already held are skipped. Stores valid entries in batches and
+        returns how many were new. Raises a ``RemoteProtocolError`` subclass naming
+        the first bad entry; everything before it is kept, nothing after it.
+        """
+        genesis = self.require_genesis()
+        roster = genesis.roster
+        verifiers: dict[bytes, FeedVerifier] = {}
+        todo: list[Entry] = []
+        stored = 0
+        for raw in raws:
+            entry = decode_entry(raw)
+            if entry.author not in roster:
+                raise WrongAuthorError(f"entry {entry.where}: author is not a member LAB")
+            v = verifiers.get(entry.author)
+            if v is None:
+                seq, head = self.store.head(entry.author)
+                v = verifiers[entry.author] = FeedVerifier(genesis.federation_id,
+                                                           entry.author, seq, head)
+            if entry.seq <= v.head_seq:
+                continue
+            v.check(entry)
+            todo.append(entry)
+            if len(todo) >= batch:
+                self.store.insert(todo)
+                stored, todo = stored + len(todo), []
+        self.store.insert(todo)
+        return stored + len(todo)
 
     # -- reading ---------------------------------------------------------------
 
-    def feed_state(self, author: bytes, upto: int | None = None) -> LabState:
-        """The chain-local state of ``author``'s feed, caught up to ``upto`` (or the head).
-
-        Cached and advanced incrementally; entries are read from the store, which
-        verified them when they were stored.
-        """
+    def ledger(self) -> Ledger:
+        """The federation ledger, caught up with everything this node stores."""
         genesis = self.require_genesis()
-        state = self._states.get(author)
-        if state is None or (upto is not None and state.seq > upto):
-            state = LabState(genesis.federation_id, genesis.roster, author)
-            self._states[author] = state
-        for entry in self.store.read_feed(author, after=state.seq, upto=upto):
-            state.observe(entry)
-        return state
+        projection = LedgerProjection(self.store, genesis)
+        if self._ledger is None:
+            self._ledger, self._position = projection.catch_up()
+        elif self._position < self.store.max_notification_id():
+            self._ledger, self._position = projection.catch_up(self._ledger, self._position)
+        return self._ledger
+
+    def rebuild(self) -> Ledger:
+        """Recompute the ledger from nothing over the whole log (and save it)."""
+        self._ledger, self._position = LedgerProjection(self.store,
+                                                        self.require_genesis()).rebuild()
+        return self._ledger
+
+    def summary(self) -> dict[str, Any]:
+        """Digest, balances and heads from the saved projection (caught up if behind)."""
+        return LedgerProjection(self.store, self.require_genesis()).summary()
+
+    def resolve_ref(self, text: str) -> Ref:
+        """A ref from its full text or an unambiguous prefix a person would type:
+        ``AUTHOR[:SEQ[:HASH]]`` with hex prefixes, or a hash prefix of an offer.
+
+        Raises :class:`NodeError` when nothing or more than one entry matches.
+        """
+        text = text.strip().lower()
+        parts = text.split(":")
+        if len(parts) == 1:
+            matches = [o.ref() for o in self.ledger().offers.values()
+                       if o.hash.hex().startswith(parts[0])] if len(parts[0]) >= 4 else []
+        else:
+            labs = [lab for lab in self.feeds() if lab.hex().startswith(parts[0])]
+            if not parts[1].isdigit() or len(parts) > 3:
+                raise NodeError(f"{text!r}: want AUTHOR:SEQ[:HASH] (hex prefixes allowed)")
+            matches = []
+            for lab in labs:
+                entry = self.store.get(lab, int(parts[1]))
+                if entry and (len(parts) == 2 or entry.hash.hex().startswith(parts[2])):
+                    matches.append(entry.ref)
+        if len(matches) != 1:
+            raise NodeError(f"{text!r} names {'no entry' if not matches else 'several entries'}"
+                            " held here; give more of the ref")
+        return matches[0]
 
     def feeds(self) -> list[bytes]:
         """The roster's LAB ids, this LAB first."""

@@ -29,6 +29,7 @@ from eventsourcing.persistence import (
     PersistenceError,
     ProcessRecorder,
     StoredEvent,
+    Tracking,
 )
 
 from protocol.entry import Entry, FeedVerifier, decode_entry, short
@@ -245,6 +246,51 @@ class FeedStore:
             return entries
         raise StoreError(f"gave up appending to {short(author)} after {attempts} conflicts")
 
+    # -- projection views (state saved atomically with a tracking record) -------
+
+    def _views_table(self) -> str:
+        if self.config.backend == "postgres":
+            return f'"{self.config.schema or "public"}".ledger_views'
+        return "ledger_views"
+
+    def _view_sql(self, sql: str) -> str:
+        sql = sql.replace("{t}", self._views_table())
+        return sql.replace("?", "%s") if self.config.backend == "postgres" else sql
+
+    def _ensure_views(self, c: Any) -> None:
+        blob = "BYTEA" if self.config.backend == "postgres" else "BLOB"
+        c.execute(self._view_sql(
+            f"CREATE TABLE IF NOT EXISTS {{t}} (name TEXT PRIMARY KEY, state {blob}, "
+            f"summary {blob})"))
+
+    def load_view(self, name: str, *, state: bool = True) -> tuple[int, bytes | None,
+                                                                   bytes | None]:
+        """(tracked notification id, state, summary) of a projection; (0, None, None) if none."""
+        datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.transaction(commit=True) as c:
+            self._ensure_views(c)
+            column = "state" if state else "NULL"
+            c.execute(self._view_sql(f"SELECT {column}, summary FROM {{t}} WHERE name=?"),
+                      [name])
+            row = c.fetchone()
+        position = self.recorder.max_tracking_id(name) or 0
+        if row is None:
+            return position, None, None
+        values = list(row.values()) if isinstance(row, dict) else list(row)
+        return position, _bytes(values[0]), _bytes(values[1])
+
+    def save_view(self, name: str, position: int, state: bytes, summary: bytes) -> None:
+        """Store a projection's state and summary with its tracking record, atomically."""
+        datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
+        saved = self.recorder.max_tracking_id(name) or 0
+        with datastore.transaction(commit=True) as c:
+            self._ensure_views(c)
+            c.execute(self._view_sql("DELETE FROM {t} WHERE name=?"), [name])
+            c.execute(self._view_sql("INSERT INTO {t} VALUES (?, ?, ?)"),
+                      [name, state, summary])
+            if position > saved:
+                self.recorder._insert_tracking(c, Tracking(name, position))  # type: ignore[attr-defined]
+
     # -- verification ----------------------------------------------------------
 
     def verify(self, federation_id: bytes, roster: Sequence[bytes]) -> Iterator[Problem]:
@@ -282,6 +328,10 @@ class FeedStore:
             except ProtocolError as e:
                 yield Problem(originator, version, _code(e), str(e))
                 v.advance(entry)
+
+
+def _bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
 
 
 def _code(error: ProtocolError) -> str:

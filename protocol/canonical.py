@@ -5,7 +5,9 @@ Rules (DESIGN.md, "The signed entry"):
 - map keys are unique str, sorted by their UTF-8 bytes;
 - no floats, no ext types;
 - a decoder rejects anything where ``encode(decode(b)) != b`` and anything over its
-  size limit.
+  size limit;
+- arrays and maps nest at most :data:`MAX_DEPTH` deep (deeper values would overflow
+  the stack of this encoder, or msgpack's own limit, instead of failing cleanly).
 
 ``encode`` sorts map keys itself, so callers may pass dicts in any order.
 ``decode`` never lets a msgpack exception escape: it raises
@@ -34,25 +36,41 @@ DEFAULT_MAX_SIZE = 64 * 1024
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
+MAX_DEPTH = 100
+"""How deep arrays and maps may nest; a top-level array or map is depth 1."""
 
-def _normalise(value: Value, where: str) -> Value:
+
+def _utf8(text: str, where: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise LocalProtocolError(f"str at {where} is not encodable as UTF-8 ({e.reason})") from None
+
+
+def _normalise(value: Value, where: str, depth: int = 0) -> Value:
     """Return ``value`` with maps sorted by key bytes; raise on forbidden types."""
-    if value is None or isinstance(value, (bool, str, bytes)):
+    if value is None or isinstance(value, (bool, bytes)):
+        return value
+    if isinstance(value, str):
+        _utf8(value, where)
         return value
     if isinstance(value, int):
         if not _INT_MIN <= value <= _INT_MAX:
-            raise LocalProtocolError(f"integer out of msgpack range at {where}: {value}")
+            shown = value if value.bit_length() <= 256 else f"{value.bit_length()}-bit int"
+            raise LocalProtocolError(f"integer out of msgpack range at {where}: {shown}")
         return value
+    if isinstance(value, (list, tuple, Mapping)) and depth >= MAX_DEPTH:
+        raise LocalProtocolError(f"arrays and maps nest deeper than {MAX_DEPTH} at {where}")
     if isinstance(value, (list, tuple)):
-        return [_normalise(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_normalise(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, Mapping):
         items = []
         for k, v in value.items():
             if not isinstance(k, str):
                 raise LocalProtocolError(f"map key at {where} is {type(k).__name__}, want str")
-            items.append((k.encode("utf-8"), k, v))
+            items.append((_utf8(k, f"{where} (a key)"), k, v))
         items.sort()
-        return {k: _normalise(v, f"{where}.{k}") for _, k, v in items}
+        return {k: _normalise(v, f"{where}.{k}", depth + 1) for _, k, v in items}
     raise LocalProtocolError(
         f"type {type(value).__name__} at {where} is not allowed in canonical msgpack"
     )
@@ -61,8 +79,9 @@ def _normalise(value: Value, where: str) -> Value:
 def encode(value: Value) -> bytes:
     """Encode ``value`` canonically.
 
-    Raises :class:`LocalProtocolError` for floats, ext types, non-str map keys or
-    ints outside msgpack's range.
+    Raises :class:`LocalProtocolError` for floats, ext types, non-str map keys,
+    ints outside msgpack's range, str that is not UTF-8 encodable (lone surrogates)
+    or nesting deeper than :data:`MAX_DEPTH`.
     """
     return msgpack.packb(_normalise(value, "$"), use_bin_type=True)  # type: ignore[no-any-return]
 

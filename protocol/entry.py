@@ -60,6 +60,25 @@ def short(b: bytes) -> str:
     return b.hex()[:8]
 
 
+def _show(v: Any) -> str:
+    """A short, safe description of a decoded value for an error message.
+
+    Never ``repr`` an arbitrary decoded value: a 1000-deep array raises RecursionError
+    and a huge int raises ValueError, and either would escape as a non-protocol error.
+    """
+    if type(v) is int and v.bit_length() <= 64:
+        return repr(v)
+    return f"a {type(v).__name__}"
+
+
+def _utf8_ok(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _header_problem(
     federation_id: Any, author: Any, seq: Any, prev: Any, ts_us: Any, kind: Any, body_hash: Any
 ) -> str | None:
@@ -73,15 +92,15 @@ def _header_problem(
     if not is_hash(author):
         return "author: want bin 32"
     if type(seq) is not int or seq < 1 or seq > 2**63 - 1:
-        return f"seq: got {seq!r}, want int >= 1"
+        return f"seq: got {_show(seq)}, want int >= 1"
     if seq == 1 and prev is not None:
         return "prev: must be nil when seq == 1"
     if seq > 1 and not is_hash(prev):
         return f"prev: want bin 32 when seq > 1 (seq {seq})"
     if type(ts_us) is not int or not -(2**63) <= ts_us <= 2**63 - 1:
-        return f"ts_us: got {ts_us!r}, want int"
-    if not isinstance(kind, str) or not 0 < len(kind) <= MAX_KIND_LENGTH:
-        return f"kind: want a str of 1 to {MAX_KIND_LENGTH} characters"
+        return f"ts_us: got {_show(ts_us)}, want int"
+    if not isinstance(kind, str) or not 0 < len(kind) <= MAX_KIND_LENGTH or not _utf8_ok(kind):
+        return f"kind: want a UTF-8 str of 1 to {MAX_KIND_LENGTH} characters"
     if not is_hash(body_hash):
         return "body_hash: want bin 32"
     return None
@@ -133,7 +152,7 @@ class Ref:
         if (
             not isinstance(value, list) or len(value) != 3
             or not isinstance(value[0], bytes) or len(value[0]) != HASH_SIZE
-            or type(value[1]) is not int or value[1] < 1
+            or type(value[1]) is not int or not 1 <= value[1] <= 2**63 - 1
             or not isinstance(value[2], bytes) or len(value[2]) != HASH_SIZE
         ):
             raise SchemaError(f"{where}: want [author bin 32, seq int >= 1, hash bin 32]")
@@ -246,7 +265,7 @@ def decode_entry(raw: bytes) -> Entry:
     if not isinstance(hdr, list) or len(hdr) != 8:
         raise SchemaError("entry header: want an array of 8 fields")
     if type(hdr[0]) is not int or hdr[0] != FORMAT_VERSION:
-        raise UnsupportedVersionError(f"entry header: format version {hdr[0]!r}, want 1")
+        raise UnsupportedVersionError(f"entry header: format version {_show(hdr[0])}, want 1")
     problem = _header_problem(*hdr[1:])
     if problem:
         raise SchemaError(f"entry header: {problem}")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocol.canonical import DEFAULT_MAX_SIZE, decode, encode, unpack
+from protocol.canonical import DEFAULT_MAX_SIZE, MAX_DEPTH, decode, encode, unpack
 from protocol.errors import (
     DecodeError,
     LocalProtocolError,
@@ -185,14 +185,19 @@ def test_decode_rejects(raw: bytes, error: type[DecodeError]) -> None:
         decode(raw)
 
 
-@pytest.mark.parametrize("depth", [100, 300, 600, 1000, 1100, 5000])
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 300, 600, 1000, 1100, 5000])
 def test_decode_rejects_deep_nesting_with_a_typed_error(depth: int) -> None:
-    raw = b"\x91" * depth + b"\xc0"
-    try:
-        value = decode(raw)
-    except DecodeError:
-        return
+    with pytest.raises(DecodeError):
+        decode(b"\x91" * depth + b"\xc0")
+
+
+def test_decode_accepts_nesting_up_to_max_depth() -> None:
+    raw = b"\x91" * MAX_DEPTH + b"\xc0"
+    value = decode(raw)
     assert encode(value) == raw
+    # A map counts as a level too.
+    with pytest.raises(NonCanonicalError):
+        decode(b"\x91" * MAX_DEPTH + b"\x81\xa1a\xc0")
 
 
 def test_decode_oversize() -> None:
@@ -222,8 +227,8 @@ def test_decode_rejects_non_bytes() -> None:
 
 def test_decode_accepts_bytearray_and_memoryview() -> None:
     raw = encode({"a": [1, 2]})
-    assert decode(bytearray(raw)) == {"a": [1, 2]}
-    assert decode(memoryview(raw)) == {"a": [1, 2]}
+    assert decode(bytearray(raw)) == {"a": [1, 2]}  # type: ignore[arg-type]
+    assert decode(memoryview(raw)) == {"a": [1, 2]}  # type: ignore[arg-type]
 
 
 def test_decode_errors_name_what_and_where() -> None:
@@ -273,11 +278,12 @@ def test_encode_rejects(value: Any) -> None:
         encode(value)
 
 
-def test_encode_rejects_deep_nesting_with_a_typed_error() -> None:
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 5000])
+def test_encode_rejects_deep_nesting_with_a_typed_error(depth: int) -> None:
     value: Any = None
-    for _ in range(5000):
-        value = [value]
-    with pytest.raises(LocalProtocolError):
+    for _ in range(depth):
+        value = [value] if depth % 2 else {"k": value}
+    with pytest.raises(LocalProtocolError, match="deeper"):
         encode(value)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from node.cli import entries, inspect, setup
+from node.cli import entries, inspect, ledger, setup
 from node.cli.common import DiscoGroup, run_main
 
 
@@ -28,7 +28,9 @@ def main(home: Path | None) -> None:
 
 
 for command in (setup.init, setup.federation, setup.join, entries.member, entries.record,
-                inspect.log, inspect.verify):
+                inspect.log, inspect.verify, ledger.transfer, ledger.acknowledge, ledger.income,
+                ledger.policy, ledger.balance, ledger.transfers, ledger.flows, ledger.payout,
+                ledger.rebuild):
     main.add_command(command)
 
 

@@ -1,0 +1,419 @@
+"""The federation ledger: a deterministic projection of every member LAB's feed.
+
+Rules it keeps (DESIGN.md, "Ledger rules"):
+
+- The validity of an entry depends only on its author's feed up to it and on the
+  entries it references. Every balance change of a LAB is an entry of its own feed
+  (its offers, its acceptances, its reclaims), so a credit-limit check needs no
+  other feed.
+- A reference to an entry not yet settled (not held, or held behind a pending
+  entry) makes the entry **pending**: its feed waits there, and resumes when the
+  reference settles. Hash references cannot form cycles, so every wait ends once
+  the referenced entries arrive.
+- ``transfer.offered`` debits the payer at once and must keep its balance >=
+  -credit_limit; ``transfer.accepted`` by the payee credits the payee;
+  ``transfer.declined`` lets the payer record ``transfer.reclaimed``, which credits
+  it back. Each offer is answered at most once, in the payee's feed order.
+- An invalid entry has no effect; it is listed with its reason.
+- Invariant: per unit, balances plus outstanding offers sum to zero.
+- The state digest is SHA-256 of the canonical encoding of :meth:`Ledger.document`:
+  the same feeds give the same digest whatever order they arrived in.
+
+The ledger reads entries it must re-visit through a :class:`Feeds` object (the
+node's store, a test's dict, an audit bundle), so it holds no feed in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from federation.errors import PendingReference, RuleViolation
+from federation.genesis import Genesis
+from federation.kinds import LabState, check_body, entry_body
+from protocol import canonical
+from protocol.entry import Entry, Ref, sha256, short
+
+LEDGER_VERSION = 1
+OFFERED, ACCEPTED, DECLINED, RECLAIMED = "offered", "accepted", "declined", "reclaimed"
+OUTSTANDING = (OFFERED, DECLINED)
+
+
+class Feeds(Protocol):
+    """Read access to the entries a ledger is built from (held entries only)."""
+
+    def entry(self, author: bytes, seq: int) -> Entry | None:
+        """The entry at (author, seq), or None if not held."""
+
+    def entries_after(self, author: bytes, seq: int) -> Iterator[Entry]:
+        """The held entries of ``author``'s feed after ``seq``, in seq order."""
+
+
+class InvariantError(AssertionError):
+    """The zero-sum invariant does not hold: a bug, never an input problem."""
+
+
+@dataclass(slots=True)
+class Offer:
+    """A valid ``transfer.offered`` and what became of it."""
+
+    payer: bytes
+    seq: int
+    hash: bytes
+    payee: bytes
+    amount: int
+    unit: str
+    ts_us: int
+    state: str = OFFERED
+    answer: tuple[bytes, int] | None = None
+    answer_hash: bytes | None = None
+
+    def ref(self) -> Ref:
+        return Ref(self.payer, self.seq, self.hash)
+
+    def row(self) -> list[Any]:
+        answer = list(self.answer) if self.answer else None
+        return [self.payer, self.seq, self.hash, self.payee, self.amount, self.unit,
+                self.ts_us, self.state, answer, self.answer_hash]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> Offer:
+        answer = (row[8][0], row[8][1]) if row[8] else None
+        return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], answer,
+                   row[9])
+
+
+def month_of(ts_us: int) -> str:
+    """The UTC month (YYYY-MM) of an author's timestamp claim."""
+    try:
+        return datetime.fromtimestamp(ts_us / 1_000_000, UTC).strftime("%Y-%m")
+    except (OverflowError, OSError, ValueError):
+        return "0000-00"
+
+
+Effect = Callable[[], None]
+
+
+class Ledger:
+    """The projected federation ledger. Feed it entries with :meth:`receive`."""
+
+    def __init__(self, genesis: Genesis, feeds: Feeds) -> None:
+        self.genesis = genesis
+        self.feeds = feeds
+        self.federation_id = genesis.federation_id
+        self.roster = genesis.roster
+        self.units = dict(genesis.units)
+        self.limits = dict(genesis.credit_limits)
+        self.labs: dict[bytes, LabState] = {}
+        self.balances: dict[tuple[bytes, str], int] = {}
+        self.offers: dict[tuple[bytes, int], Offer] = {}
+        self.acks: dict[tuple[bytes, int], tuple[bytes, int]] = {}
+        self.contributions: dict[tuple[bytes, bytes, str, str, str], int] = {}
+        self.income: dict[tuple[bytes, str, str], int] = {}
+        self.policies: dict[bytes, tuple[dict[str, int], int]] = {}
+        self.invalid: dict[tuple[bytes, int], tuple[str, str]] = {}
+        self.pending: dict[bytes, tuple[int, Ref]] = {}
+        self.waiting: dict[tuple[bytes, int], set[bytes]] = {}
+        self.redacted = 0
+
+    # -- state ---------------------------------------------------------------
+
+    def lab(self, author: bytes) -> LabState:
+        state = self.labs.get(author)
+        if state is None:
+            state = self.labs[author] = LabState(self.federation_id, self.roster, author)
+        return state
+
+    def applied(self, author: bytes) -> int:
+        """The last settled (applied, invalid or redacted) seq of ``author``'s feed."""
+        state = self.labs.get(author)
+        return state.seq if state else 0
+
+    def balance(self, lab: bytes, unit: str) -> int:
+        return self.balances.get((lab, unit), 0)
+
+    def outstanding(self, unit: str) -> int:
+        return sum(o.amount for o in self.offers.values()
+                   if o.unit == unit and o.state in OUTSTANDING)
+
+    def check_invariant(self) -> None:
+        """Raise :class:`InvariantError` unless balances + outstanding sum to 0 per unit."""
+        for unit in self.units:
+            total = sum(v for (_, u), v in self.balances.items() if u == unit)
+            if total + self.outstanding(unit) != 0:
+                raise InvariantError(f"unit {unit}: balances {total} + outstanding "
+                                     f"{self.outstanding(unit)} != 0")
+
+    # -- feeding -------------------------------------------------------------
+
+    def receive(self, entry: Entry) -> None:
+        """Take one stored entry (any order across feeds, seq order within a feed).
+
+        Entries already settled, or behind a pending entry of their feed, are
+        ignored here: the feed is re-read through ``feeds`` when it resumes.
+        """
+        author = entry.author
+        if author not in self.roster or author in self.pending:
+            return
+        if entry.seq != self.applied(author) + 1:
+            return
+        woken = self._settle_one(entry)
+        self._resume(woken)
+
+    def catch_up(self, author: bytes) -> None:
+        """Settle every held entry of ``author``'s feed that can be settled now."""
+        self._resume([author])
+
+    def _resume(self, authors: list[bytes]) -> None:
+        work = list(authors)
+        while work:
+            author = work.pop()
+            if author not in self.roster:
+                continue
+            self.pending.pop(author, None)
+            for entry in self.feeds.entries_after(author, self.applied(author)):
+                if entry.seq != self.applied(author) + 1:
+                    break
+                work += self._settle_one(entry)
+                if author in self.pending:
+                    break
+
+    def _settle_one(self, entry: Entry) -> list[bytes]:
+        """Apply, reject or park one entry; return the feeds its settling wakes."""
+        author, seq = entry.author, entry.seq
+        lab = self.lab(author)
+        try:
+            body = entry_body(entry)
+            lab.check(entry.kind, body)
+            effect = self._evaluate(author, seq, entry.kind, body, entry.header.ts_us,
+                                    entry.hash)
+        except PendingReference as p:
+            missing: Ref = p.missing  # type: ignore[assignment]
+            self.pending[author] = (seq, missing)
+            self.waiting.setdefault((missing.author, missing.seq), set()).add(author)
+            return []
+        except RuleViolation as v:
+            lab.seq += 1
+            self.invalid[(author, seq)] = (v.code, v.message)
+        else:
+            lab.apply(entry.kind, body)
+            if body is None:
+                self.redacted += 1
+            effect()
+        return sorted(self.waiting.pop((author, seq), ()))
+
+    # -- rules ---------------------------------------------------------------
+
+    def validate(self, author: bytes, kind: str, body: Mapping[str, Any], ts_us: int) -> None:
+        """Check an entry ``author`` is about to sign, at the head the ledger holds.
+
+        Raises :class:`RuleViolation`, or :class:`PendingReference` when it names
+        an entry this ledger does not hold (an honest node does not sign that).
+        """
+        self.lab(author).check(kind, body)
+        self._evaluate(author, self.applied(author) + 1, kind, body, ts_us, b"\0" * 32)
+
+    def _evaluate(self, author: bytes, seq: int, kind: str, body: Mapping[str, Any] | None,
+                  ts_us: int, digest: bytes) -> Effect:
+        """Cross-feed rules for one entry; returns its effect or raises."""
+        if body is None:
+            return lambda: None
+        check_body(kind, body)
+        if kind == "contribution.recorded":
+            key = (author, body.get("for_lab", b""), body["member"], body["stream"],
+                   month_of(ts_us))
+
+            def add() -> None:
+                self.contributions[key] = self.contributions.get(key, 0) + body["minutes"]
+            return add
+        if kind == "transfer.offered":
+            return self._offer(author, seq, body, ts_us, digest)
+        if kind in ("transfer.accepted", "transfer.declined"):
+            return self._answer(author, seq, kind, body, digest)
+        if kind == "transfer.reclaimed":
+            return self._reclaim(author, body)
+        if kind == "contribution.acknowledged":
+            return self._acknowledge(author, seq, body)
+        if kind == "income.recorded":
+            self._unit(body["unit"])
+            key3 = (author, body["period"], body["unit"])
+
+            def add_income() -> None:
+                self.income[key3] = self.income.get(key3, 0) + body["amount"]
+            return add_income
+        if kind == "policy.set":
+            weights, ratio = dict(body["weights"]), body["care_ratio"]
+            return lambda: self.policies.__setitem__(author, (weights, ratio))
+        return lambda: None
+
+    def _unit(self, unit: str) -> None:
+        if unit not in self.units:
+            raise RuleViolation("unknown-unit", f"unit {unit!r} is not a federation unit")
+
+    def _offer(self, author: bytes, seq: int, body: Mapping[str, Any], ts_us: int,
+               digest: bytes) -> Effect:
+        unit, amount, payee = body["unit"], body["amount"], body["to"]
+        self._unit(unit)
+        if payee not in self.roster:
+            raise RuleViolation("unknown-lab", "the payee is not a member LAB")
+        if payee == author:
+            raise RuleViolation("self-transfer", "a LAB cannot pay itself")
+        limit = self.limits.get(unit, 0)
+        after = self.balance(author, unit) - amount
+        if after < -limit:
+            raise RuleViolation(
+                "over-credit-limit",
+                f"offer of {amount} {unit} would take the balance to {after}, "
+                f"below the credit limit of -{limit}")
+
+        def effect() -> None:
+            self.balances[(author, unit)] = after
+            self.offers[(author, seq)] = Offer(author, seq, digest, payee, amount, unit, ts_us)
+        return effect
+
+    def _referenced(self, ref: Ref) -> Entry | None:
+        """Raise PendingReference unless ``ref``'s target is settled; check its hash."""
+        if ref.author not in self.roster:
+            raise RuleViolation("bad-reference", f"reference to {short(ref.author)}, "
+                                "which is not a member LAB")
+        if ref.seq > self.applied(ref.author):
+            raise PendingReference(ref, f"waits for {short(ref.author)}#{ref.seq}")
+        return None
+
+    def _check_hash(self, ref: Ref, actual: bytes) -> None:
+        if actual != ref.hash:
+            raise RuleViolation("bad-reference",
+                                f"{short(ref.author)}#{ref.seq} has another hash than referenced")
+
+    def _offer_at(self, ref: Ref) -> Offer:
+        self._referenced(ref)
+        offer = self.offers.get((ref.author, ref.seq))
+        if offer is None:
+            reason = self.invalid.get((ref.author, ref.seq))
+            raise RuleViolation("bad-reference", f"{short(ref.author)}#{ref.seq} is not a "
+                                + ("valid offer" if reason else "transfer offer"))
+        self._check_hash(ref, offer.hash)
+        return offer
+
+    def _answer(self, author: bytes, seq: int, kind: str, body: Mapping[str, Any],
+                digest: bytes) -> Effect:
+        offer = self._offer_at(Ref.from_value(body["offer"]))
+        if offer.payee != author:
+            raise RuleViolation("not-payee", "only the payee may answer an offer")
+        if offer.state != OFFERED:
+            raise RuleViolation("already-answered",
+                                f"offer {short(offer.payer)}#{offer.seq} was already {offer.state}")
+
+        def effect() -> None:
+            offer.answer, offer.answer_hash = (author, seq), digest
+            if kind == "transfer.accepted":
+                offer.state = ACCEPTED
+                key = (author, offer.unit)
+                self.balances[key] = self.balances.get(key, 0) + offer.amount
+            else:
+                offer.state = DECLINED
+        return effect
+
+    def _reclaim(self, author: bytes, body: Mapping[str, Any]) -> Effect:
+        offer = self._offer_at(Ref.from_value(body["offer"]))
+        decline = Ref.from_value(body["decline"])
+        if offer.payer != author:
+            raise RuleViolation("not-payer", "only the payer may reclaim an offer")
+        self._referenced(decline)
+        if offer.state == RECLAIMED:
+            raise RuleViolation("already-reclaimed", "this offer was already reclaimed")
+        if offer.state != DECLINED or offer.answer != (decline.author, decline.seq):
+            raise RuleViolation("not-declined", "the referenced decline is not this offer's "
+                                "answer")
+        self._check_hash(decline, offer.answer_hash or b"")
+
+        def effect() -> None:
+            offer.state = RECLAIMED
+            key = (author, offer.unit)
+            self.balances[key] = self.balances.get(key, 0) + offer.amount
+        return effect
+
+    def _acknowledge(self, author: bytes, seq: int, body: Mapping[str, Any]) -> Effect:
+        ref = Ref.from_value(body["contribution"])
+        self._referenced(ref)
+        key = (ref.author, ref.seq)
+        if key in self.invalid:
+            raise RuleViolation("bad-reference", "the acknowledged contribution is invalid")
+        target = self._lookup(ref)
+        self._check_hash(ref, target.hash)
+        if target.kind != "contribution.recorded":
+            raise RuleViolation("bad-reference", "the reference is not a contribution")
+        fields = entry_body(target)
+        if fields is not None and fields.get("for_lab") != author:
+            raise RuleViolation("not-for-this-lab", "the contribution was not made for this LAB")
+        if key in self.acks:
+            raise RuleViolation("already-acknowledged", "this contribution was already "
+                                "acknowledged")
+        return lambda: self.acks.__setitem__(key, (author, seq))
+
+    def _lookup(self, ref: Ref) -> Entry:
+        entry = self.feeds.entry(ref.author, ref.seq)
+        if entry is None:
+            raise PendingReference(ref, f"waits for {short(ref.author)}#{ref.seq}")
+        return entry
+
+    # -- the projected document, digest and snapshots ------------------------
+
+    def document(self) -> dict[str, Any]:
+        """The projected ledger as one canonical value; every list is sorted."""
+        return {
+            "version": LEDGER_VERSION,
+            "federation": self.federation_id,
+            "heads": sorted([a, s.seq] for a, s in self.labs.items()),
+            "labs": sorted([a, s.name, s.redactions] for a, s in self.labs.items()),
+            "members": sorted([a, h, n] for a, s in self.labs.items()
+                              for h, n in s.members.items()),
+            "balances": sorted([a, u, v] for (a, u), v in self.balances.items()),
+            "offers": sorted(o.row() for o in self.offers.values()),
+            "acks": sorted([c[0], c[1], a[0], a[1]] for c, a in self.acks.items()),
+            "contributions": sorted([*k, v] for k, v in self.contributions.items()),
+            "income": sorted([*k, v] for k, v in self.income.items()),
+            "policies": sorted([a, w, r] for a, (w, r) in self.policies.items()),
+            "invalid": sorted([a, s, c, m] for (a, s), (c, m) in self.invalid.items()),
+            "pending": sorted([a, s, r.as_list()] for a, (s, r) in self.pending.items()),
+            "redacted": self.redacted,
+        }
+
+    def encode(self) -> bytes:
+        """Canonical bytes of :meth:`document`: the snapshot a node stores."""
+        return canonical.encode(self.document())
+
+    def digest(self) -> bytes:
+        """The state digest: SHA-256 of the canonical projected ledger."""
+        return sha256(self.encode())
+
+    @classmethod
+    def restore(cls, genesis: Genesis, feeds: Feeds, data: bytes) -> Ledger:
+        """Rebuild a ledger from :meth:`encode` bytes. Raises ``DecodeError``/``KeyError``
+        on damaged input (the caller then rebuilds from nothing)."""
+        doc = canonical.decode(data, max_size=2**31, what="ledger snapshot")
+        ledger = cls(genesis, feeds)
+        if doc["version"] != LEDGER_VERSION or doc["federation"] != ledger.federation_id:
+            raise ValueError("snapshot of another ledger version or federation")
+        for author, seq in doc["heads"]:
+            ledger.lab(author).seq = seq
+        for author, name, redactions in doc["labs"]:
+            ledger.lab(author).name = name
+            ledger.lab(author).redactions = redactions
+        for author, handle, name in doc["members"]:
+            ledger.lab(author).members[handle] = name
+        ledger.balances = {(a, u): v for a, u, v in doc["balances"]}
+        ledger.offers = {(r[0], r[1]): Offer.from_row(r) for r in doc["offers"]}
+        ledger.acks = {(c0, c1): (a0, a1) for c0, c1, a0, a1 in doc["acks"]}
+        ledger.contributions = {tuple(r[:5]): r[5] for r in doc["contributions"]}
+        ledger.income = {tuple(r[:3]): r[3] for r in doc["income"]}
+        ledger.policies = {a: (w, r) for a, w, r in doc["policies"]}
+        ledger.invalid = {(a, s): (c, m) for a, s, c, m in doc["invalid"]}
+        for author, seq, ref in doc["pending"]:
+            missing = Ref.from_value(ref)
+            ledger.pending[author] = (seq, missing)
+            ledger.waiting.setdefault((missing.author, missing.seq), set()).add(author)
+        ledger.redacted = doc["redacted"]
+        return ledger

@@ -1,0 +1,291 @@
+"""Ledger commands: transfers, income, policy, acknowledgements and the reports."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from federation import reports
+from federation.kinds import PERIOD
+from node.cli.common import (
+    Failure, emit, examples, format_amount, json_option, now_us, open_node, parse_amount,
+    parse_lab_id,
+)
+from node.cli.entries import _report
+from node.lab import LabNode
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _period(value: str | None) -> str | None:
+    if value is not None and not PERIOD.match(value):
+        raise click.BadParameter(f"{value!r}: want a month like 2026-11", param_hint="--period")
+    return value
+
+
+def _unit_decimals(node: LabNode, unit: str) -> int:
+    units = node.require_genesis().units
+    if unit not in units:
+        raise Failure(f"unit {unit!r} is not a unit of this federation "
+                      f"({', '.join(units)})", 2)
+    return units[unit]
+
+
+def _write(ctx: click.Context, kind: str, body: dict[str, Any], as_json: bool) -> None:
+    with open_node(ctx, writer=True) as node:
+        entry = node.author(kind, body, now_us())
+    _report(entry, as_json)
+
+
+@click.group()
+def transfer() -> None:
+    """Mutual-credit transfers between LABs."""
+
+
+@transfer.command("offer")
+@click.option("--to", "to", required=True, metavar="LAB_ID", help="The payee LAB.")
+@click.option("--amount", required=True, help="Amount in the unit's decimals, e.g. 12.50.")
+@click.option("--unit", required=True, help="Federation unit code, e.g. JXC.")
+@click.option("--memo", help="What it is for.")
+@json_option
+@click.pass_context
+@examples("  disco transfer offer --to 9c1b... --amount 12.50 --unit JXC --memo seedlings")
+def transfer_offer(ctx: click.Context, to: str, amount: str, unit: str, memo: str | None,
+                   as_json: bool) -> None:
+    """Offer a transfer: debits this LAB now, credits the payee when it accepts."""
+    with open_node(ctx, writer=True) as node:
+        body: dict[str, Any] = {"to": parse_lab_id(to), "unit": unit,
+                                "amount": parse_amount(amount, _unit_decimals(node, unit))}
+        if memo:
+            body["memo"] = memo
+        entry = node.author("transfer.offered", body, now_us())
+    _report(entry, as_json)
+
+
+def _answer(ctx: click.Context, kind: str, ref: str, reason: str | None,
+            as_json: bool) -> None:
+    with open_node(ctx, writer=True) as node:
+        body: dict[str, Any] = {"offer": node.resolve_ref(ref).as_list()}
+        if reason:
+            body["reason"] = reason
+        entry = node.author(kind, body, now_us())
+    _report(entry, as_json)
+
+
+@transfer.command("accept")
+@click.argument("ref")
+@click.option("--reason", help="A note for the payer.")
+@json_option
+@click.pass_context
+@examples("  disco transfer accept 3f2a:7")
+def transfer_accept(ctx: click.Context, ref: str, reason: str | None, as_json: bool) -> None:
+    """Accept an offer made to this LAB (REF or an unambiguous prefix)."""
+    _answer(ctx, "transfer.accepted", ref, reason, as_json)
+
+
+@transfer.command("decline")
+@click.argument("ref")
+@click.option("--reason", help="Why.")
+@json_option
+@click.pass_context
+@examples("  disco transfer decline 3f2a:7 --reason 'not ours'")
+def transfer_decline(ctx: click.Context, ref: str, reason: str | None, as_json: bool) -> None:
+    """Decline an offer made to this LAB; the payer may then reclaim it."""
+    _answer(ctx, "transfer.declined", ref, reason, as_json)
+
+
+@transfer.command("reclaim")
+@click.argument("ref")
+@json_option
+@click.pass_context
+@examples("  disco transfer reclaim 3f2a:7")
+def transfer_reclaim(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Take back a declined offer of this LAB: credits its amount again."""
+    with open_node(ctx, writer=True) as node:
+        offer = node.resolve_ref(ref)
+        state = node.ledger().offers.get((offer.author, offer.seq))
+        if state is None or state.answer is None or state.state != "declined":
+            raise Failure(f"refused: offer {ref} has not been declined (it is "
+                          f"{state.state if state else 'not a valid offer'})")
+        decline = node.store.get(*state.answer)
+        if decline is None:
+            raise Failure("refused: the decline is not held here; sync first")
+        entry = node.author("transfer.reclaimed",
+                            {"offer": offer.as_list(), "decline": decline.ref.as_list()},
+                            now_us())
+    _report(entry, as_json)
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--note", help="A note.")
+@json_option
+@click.pass_context
+@examples("  disco acknowledge 9c1b:12")
+def acknowledge(ctx: click.Context, ref: str, note: str | None, as_json: bool) -> None:
+    """Acknowledge another LAB's contribution made for this LAB."""
+    with open_node(ctx, writer=True) as node:
+        body: dict[str, Any] = {"contribution": node.resolve_ref(ref).as_list()}
+        if note:
+            body["note"] = note
+        entry = node.author("contribution.acknowledged", body, now_us())
+    _report(entry, as_json)
+
+
+@click.command()
+@click.option("--amount", required=True, help="Income in the unit's decimals.")
+@click.option("--unit", required=True, help="Unit code.")
+@click.option("--period", required=True, help="Month, YYYY-MM.")
+@click.option("--source", required=True, help="Where it came from.")
+@json_option
+@click.pass_context
+@examples("  disco income --amount 4200.00 --unit JXC --period 2026-11 --source 'market sales'")
+def income(ctx: click.Context, amount: str, unit: str, period: str, source: str,
+           as_json: bool) -> None:
+    """Record the LAB's income for a period: income.recorded."""
+    with open_node(ctx, writer=True) as node:
+        body = {"amount": parse_amount(amount, _unit_decimals(node, unit)), "unit": unit,
+                "period": _period(period), "source": source}
+        entry = node.author("income.recorded", body, now_us())
+    _report(entry, as_json)
+
+
+@click.command()
+@click.option("--livelihood", default=1, type=click.IntRange(0, 1000), show_default=True)
+@click.option("--love", default=1, type=click.IntRange(0, 1000), show_default=True)
+@click.option("--care", default=1, type=click.IntRange(0, 1000), show_default=True)
+@click.option("--care-ratio", default=0, type=click.IntRange(0, 100), show_default=True,
+              help="Percent of income set aside for care work.")
+@json_option
+@click.pass_context
+@examples("  disco policy --livelihood 2 --love 1 --care 2 --care-ratio 10")
+def policy(ctx: click.Context, livelihood: int, love: int, care: int, care_ratio: int,
+           as_json: bool) -> None:
+    """Set the LAB's payout policy: weights per value stream and a care ratio."""
+    _write(ctx, "policy.set", {"weights": {"livelihood": livelihood, "love": love,
+                                           "care": care}, "care_ratio": care_ratio}, as_json)
+
+
+@click.command()
+@json_option
+@click.pass_context
+@examples("  disco balance --json")
+def balance(ctx: click.Context, as_json: bool) -> None:
+    """Balances per LAB and unit (from the projection, not the log)."""
+    with open_node(ctx) as node:
+        summary = node.summary()
+        genesis = node.require_genesis()
+    table: dict[bytes, dict[str, int]] = {lab.id: dict.fromkeys(genesis.units, 0)
+                                          for lab in genesis.labs}
+    for lab, unit, amount in summary["balances"]:
+        table.setdefault(lab, {})[unit] = amount
+    if as_json:
+        emit({"balances": {lab.hex(): units for lab, units in table.items()},
+              "state_digest": summary["state_digest"].hex()})
+        return
+    out = Table("LAB", *genesis.units, title="Balances")
+    for lab, units in table.items():
+        out.add_row(genesis.lab_name(lab),
+                    *(format_amount(units.get(u, 0), d) for u, d in genesis.units.items()))
+    _console().print(out)
+
+
+@click.command()
+@click.option("--pending", is_flag=True, help="Only offers awaiting an answer or reclaim.")
+@json_option
+@click.pass_context
+@examples("  disco transfers --pending")
+def transfers(ctx: click.Context, pending: bool, as_json: bool) -> None:
+    """Transfers and their states."""
+    with open_node(ctx) as node:
+        rows = reports.transfers(node.ledger(), pending_only=pending)
+        genesis = node.require_genesis()
+    if as_json:
+        emit({"transfers": rows})
+        return
+    out = Table("ref", "from", "to", "amount", "state", title="Transfers")
+    for r in rows:
+        out.add_row(r["ref"][:8] + ":" + r["ref"].split(":")[1], genesis.lab_name(r["from"]),
+                    genesis.lab_name(r["to"]),
+                    f"{format_amount(r['amount'], genesis.units[r['unit']])} {r['unit']}",
+                    r["state"])
+    _console().print(out)
+
+
+@click.command()
+@click.option("--period", help="One month, YYYY-MM.")
+@click.option("--by", type=click.Choice(["stream", "lab", "member"]), default="stream",
+              show_default=True)
+@json_option
+@click.pass_context
+@examples("  disco flows --period 2026-11 --by lab")
+def flows(ctx: click.Context, period: str | None, by: str, as_json: bool) -> None:
+    """Value flows: contributed hours and completed transfers."""
+    with open_node(ctx) as node:
+        report = reports.flows(node.ledger(), period=_period(period), by=by)
+        genesis = node.require_genesis()
+    if as_json:
+        emit(report)
+        return
+    out = Table(*(["stream"] if by == "stream" else ["LAB", "for" if by == "lab" else
+                                                       "member", "stream"]), "hours",
+                title=f"Contributions by {by}" + (f" in {period}" if period else ""))
+    for row in report["contributions"]:
+        key = [genesis.lab_name(k) if isinstance(k, bytes) else k for k in row["key"]]
+        out.add_row(*key, f"{row['minutes'] / 60:.2f}")
+    _console().print(out)
+    moved = Table("from", "to", "amount", title="Completed transfers")
+    for t in report["transfers"]:
+        moved.add_row(genesis.lab_name(t["from"]), genesis.lab_name(t["to"]),
+                      f"{format_amount(t['amount'], genesis.units[t['unit']])} {t['unit']}")
+    _console().print(moved)
+
+
+@click.command()
+@click.option("--period", required=True, help="Month, YYYY-MM.")
+@click.option("--unit", help="Unit (default: the federation's first).")
+@click.option("--lab", metavar="LAB_ID", help="Another LAB (default: this one).")
+@json_option
+@click.pass_context
+@examples("  disco payout --period 2026-11")
+def payout(ctx: click.Context, period: str, unit: str | None, lab: str | None,
+           as_json: bool) -> None:
+    """DisCO creditflow: share a period's income among members by policy and hours."""
+    with open_node(ctx) as node:
+        genesis = node.require_genesis()
+        unit = unit or next(iter(genesis.units))
+        decimals = _unit_decimals(node, unit)
+        result = reports.payout(node.ledger(), parse_lab_id(lab) if lab else node.lab_id,
+                                _period(period) or period, unit)
+    if as_json:
+        emit(result.as_json())
+        return
+    click.echo(f"Income {format_amount(result.income, decimals)} {unit} for {period}; "
+               f"weights {json.dumps(dict(result.weights))}, care ratio {result.care_ratio}%")
+    click.echo(f"Formula: {result.formula}")
+    out = Table("member", "livelihood h", "love h", "care h", f"share {unit}")
+    for member, amount in result.shares.items():
+        m = result.minutes.get(member, {})
+        out.add_row(member, *(f"{m.get(s, 0) / 60:.2f}" for s in ("livelihood", "love", "care")),
+                    format_amount(amount, decimals))
+    _console().print(out)
+
+
+@click.command()
+@json_option
+@click.pass_context
+@examples("  disco rebuild")
+def rebuild(ctx: click.Context, as_json: bool) -> None:
+    """Recompute the ledger projection from nothing; prints the state digest."""
+    with open_node(ctx) as node:
+        digest = node.rebuild().digest().hex()
+    if as_json:
+        emit({"state_digest": digest})
+    else:
+        click.echo(f"ledger rebuilt; state digest {digest}")

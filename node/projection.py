@@ -1,0 +1,109 @@
+"""The federation ledger kept up to date from the store's notification log.
+
+The ledger's state is saved as one snapshot together with an eventsourcing
+tracking record (the last notification id it reflects), in one transaction: a
+crash at any moment leaves either the old snapshot and position or the new ones,
+so catching up is exactly-once and resumes where it stopped. A small summary
+(digest, balances, heads) is saved beside it, so that ``disco balance`` reads a
+few bytes whatever the size of the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from federation.genesis import Genesis
+from federation.ledger import Ledger
+from node.store import FeedStore
+from protocol import canonical
+from protocol.entry import Entry, decode_entry
+from protocol.errors import ProtocolError
+
+VIEW = "ledger"
+CHECKPOINT_EVERY = 200_000
+
+
+@dataclass
+class StoreFeeds:
+    """:class:`federation.ledger.Feeds` over a :class:`FeedStore`."""
+
+    store: FeedStore
+
+    def entry(self, author: bytes, seq: int) -> Entry | None:
+        return self.store.get(author, seq)
+
+    def entries_after(self, author: bytes, seq: int) -> Iterator[Entry]:
+        return self.store.read_feed(author, after=seq)
+
+
+def summary_of(ledger: Ledger, position: int) -> dict[str, Any]:
+    """The small part of the ledger that ``disco balance`` and ``status`` show."""
+    return {
+        "position": position,
+        "state_digest": ledger.digest(),
+        "balances": sorted([a, u, v] for (a, u), v in ledger.balances.items()),
+        "heads": sorted([a, s.seq] for a, s in ledger.labs.items()),
+        "invalid": len(ledger.invalid),
+        "pending": len(ledger.pending),
+    }
+
+
+class LedgerProjection:
+    """Loads, catches up and saves the ledger of one node's store."""
+
+    def __init__(self, store: FeedStore, genesis: Genesis) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.feeds = StoreFeeds(store)
+
+    def load(self) -> tuple[Ledger, int]:
+        """The saved ledger and its position; a fresh one if none (or if damaged)."""
+        position, state, _ = self.store.load_view(VIEW)
+        if state is not None:
+            try:
+                return Ledger.restore(self.genesis, self.feeds, state), position
+            except (ProtocolError, KeyError, ValueError, TypeError, IndexError):
+                pass  # a damaged snapshot is rebuilt from the log, which is the truth
+        return Ledger(self.genesis, self.feeds), 0
+
+    def catch_up(self, ledger: Ledger | None = None, position: int = 0,
+                 checkpoint_every: int = CHECKPOINT_EVERY) -> tuple[Ledger, int]:
+        """Feed every notification after the saved position to the ledger and save it.
+
+        Saves every ``checkpoint_every`` notifications and at the end. Returns the
+        ledger and its new position.
+        """
+        if ledger is None:
+            ledger, position = self.load()
+        start = position
+        since_save = 0
+        for nid, _, _, raw in self.store.notifications(after=position):
+            ledger.receive(decode_entry(raw))
+            position = nid
+            since_save += 1
+            if since_save >= checkpoint_every:
+                self.save(ledger, position)
+                since_save = 0
+        if position != start or since_save:
+            self.save(ledger, position)
+        return ledger, position
+
+    def save(self, ledger: Ledger, position: int) -> None:
+        self.store.save_view(VIEW, position, ledger.encode(),
+                             canonical.encode(summary_of(ledger, position)))
+
+    def rebuild(self) -> tuple[Ledger, int]:
+        """Recompute the ledger from nothing over the whole log, and save it."""
+        return self.catch_up(Ledger(self.genesis, self.feeds), 0)
+
+    def summary(self) -> dict[str, Any]:
+        """The saved summary, caught up first if the log has moved on."""
+        position, _, summary = self.store.load_view(VIEW, state=False)
+        if summary is None or position < self.store.max_notification_id():
+            ledger, position = self.catch_up()
+            return summary_of(ledger, position)
+        value = canonical.decode(summary, max_size=2**31, what="ledger summary")
+        assert isinstance(value, dict)
+        return value
