@@ -303,8 +303,10 @@ class Ledger:
         if offer.payee != author:
             raise RuleViolation("not-payee", "only the payee may answer an offer")
         if offer.state != OFFERED:
+            # The message must not name the offer's current state: that depends on
+            # arrival order (declined vs reclaimed); the fact of an answer does not.
             raise RuleViolation("already-answered",
-                                f"offer {short(offer.payer)}#{offer.seq} was already {offer.state}")
+                                f"offer {short(offer.payer)}#{offer.seq} was already answered")
 
         def effect() -> None:
             offer.answer, offer.answer_hash = (author, seq), digest

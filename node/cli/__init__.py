@@ -30,7 +30,7 @@ def main(home: Path | None) -> None:
 for command in (setup.init, setup.federation, setup.join, entries.member, entries.record,
                 inspect.log, inspect.verify, ledger.transfer, ledger.acknowledge, ledger.income,
                 ledger.policy, ledger.balance, ledger.transfers, ledger.flows, ledger.payout,
-                ledger.rebuild):
+                ledger.rebuild, ledger.export_vf):
     main.add_command(command)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -11,8 +13,16 @@ from rich.table import Table
 
 from federation import reports
 from federation.kinds import PERIOD
+from federation.valueflows import write_jsonld
 from node.cli.common import (
-    Failure, emit, examples, format_amount, json_option, now_us, open_node, parse_amount,
+    Failure,
+    emit,
+    examples,
+    format_amount,
+    json_option,
+    now_us,
+    open_node,
+    parse_amount,
     parse_lab_id,
 )
 from node.cli.entries import _report
@@ -289,3 +299,20 @@ def rebuild(ctx: click.Context, as_json: bool) -> None:
         emit({"state_digest": digest})
     else:
         click.echo(f"ledger rebuilt; state digest {digest}")
+
+
+@click.command("export-vf")
+@click.option("--out", type=click.Path(path_type=Path), help="Write to FILE (default: stdout).")
+@click.pass_context
+@examples("  disco export-vf --out federation.jsonld")
+def export_vf(ctx: click.Context, out: Path | None) -> None:
+    """ValueFlows JSON-LD: contributions as work events, completed transfers as transfers."""
+    with open_node(ctx) as node:
+        ledger = node.ledger()
+        if out is None:
+            count = write_jsonld(sys.stdout, node.log(), ledger)
+        else:
+            with out.open("x", encoding="utf-8") as f:
+                count = write_jsonld(f, node.log(), ledger)
+    if out is not None:
+        click.echo(f"{count} ValueFlows events written to {out}", err=True)

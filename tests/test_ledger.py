@@ -1,0 +1,230 @@
+"""The federation ledger: determinism across arrival orders, rules, pending references."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from federation.genesis import Genesis, Lab, create_genesis
+from federation.ledger import Ledger
+from protocol.entry import Entry, Ref, sign_entry
+from protocol.keys import Signer
+
+T0 = 1_780_000_000_000_000
+LIMIT = 5_000
+
+
+@dataclass
+class Held:
+    """In-memory :class:`federation.ledger.Feeds`: the entries delivered so far."""
+
+    feeds: dict[bytes, list[Entry]] = field(default_factory=dict)
+
+    def add(self, entry: Entry) -> None:
+        feed = self.feeds.setdefault(entry.author, [])
+        assert entry.seq == len(feed) + 1
+        feed.append(entry)
+
+    def entry(self, author: bytes, seq: int) -> Entry | None:
+        feed = self.feeds.get(author, [])
+        return feed[seq - 1] if 0 < seq <= len(feed) else None
+
+    def entries_after(self, author: bytes, seq: int) -> Iterator[Entry]:
+        return iter(self.feeds.get(author, [])[seq:])
+
+
+@dataclass
+class Author:
+    signer: Signer
+    genesis_id: bytes
+    entries: list[Entry] = field(default_factory=list)
+
+    def write(self, kind: str, body: dict[str, object], ts: int) -> Entry:
+        prev = self.entries[-1].hash if self.entries else None
+        e = sign_entry(self.signer, federation_id=self.genesis_id, seq=len(self.entries) + 1,
+                       prev=prev, ts_us=ts, kind=kind, body=body)
+        self.entries.append(e)
+        return e
+
+
+def world(n_labs: int, seed: int = 0) -> tuple[Genesis, list[Author]]:
+    signers = [Signer.from_seed(bytes([seed % 256, i]) * 16) for i in range(n_labs)]
+    genesis = create_genesis("F", labs=[Lab(s.public_key, f"L{i}") for i, s in enumerate(signers)],
+                             units={"JXC": 2}, credit_limits={"JXC": LIMIT}, now_us=T0)
+    authors = [Author(s, genesis.federation_id) for s in signers]
+    for i, a in enumerate(authors):
+        a.write("lab.joined", {"federation": genesis.federation_id, "name": f"L{i}"}, T0)
+        a.write("member.added", {"handle": "m", "name": "M"}, T0)
+    return genesis, authors
+
+
+def random_history(rng: random.Random, genesis: Genesis, authors: list[Author], steps: int,
+                   ) -> None:
+    """Honest-looking and faulty entries: author 0 is deliberately faulty."""
+    labs = [a.signer.public_key for a in authors]
+    offers: list[Entry] = []
+    answers: list[Entry] = []
+    contributions: list[Entry] = []
+    for step in range(steps):
+        i = rng.randrange(len(authors))
+        a, me = authors[i], labs[i]
+        ts = T0 + step * 1_000_000
+        faulty = i == 0
+        roll = rng.random()
+        if roll < 0.25:
+            body: dict[str, object] = {"member": "m", "stream": rng.choice(["love", "care",
+                                                                            "livelihood"]),
+                                       "minutes": rng.randint(1, 600)}
+            if rng.random() < 0.5:
+                body["for_lab"] = rng.choice(labs)
+            contributions.append(a.write("contribution.recorded", body, ts))
+        elif roll < 0.55:
+            to = rng.choice([lab for lab in labs if lab != me])
+            amount = rng.randint(1, 9_000 if faulty else 2_000)
+            offers.append(a.write("transfer.offered", {"to": to, "amount": amount,
+                                                       "unit": "JXC"}, ts))
+        elif roll < 0.8 and offers:
+            mine = [o for o in offers if o.fields()["to"] == me]  # type: ignore[index]
+            pool = offers if faulty else (mine or offers)
+            offer = rng.choice(pool)
+            kind = rng.choice(["transfer.accepted", "transfer.declined"])
+            answers.append(a.write(kind, {"offer": offer.ref.as_list()}, ts))
+        elif roll < 0.88 and answers:
+            decline = rng.choice(answers)
+            offer_ref = decline.fields()["offer"]  # type: ignore[index]
+            a.write("transfer.reclaimed", {"offer": offer_ref,
+                                           "decline": decline.ref.as_list()}, ts)
+        elif roll < 0.95 and contributions:
+            c = rng.choice(contributions)
+            a.write("contribution.acknowledged", {"contribution": c.ref.as_list()}, ts)
+        elif faulty:
+            ghost = Ref(rng.choice(labs), 10_000 + step, bytes(32))
+            a.write("transfer.accepted", {"offer": ghost.as_list()}, ts)
+
+
+def interleave(rng: random.Random, authors: list[Author]) -> list[Entry]:
+    """A random arrival order that keeps each feed's own order (as a store does)."""
+    cursors = [0] * len(authors)
+    out = []
+    while True:
+        open_ = [i for i, a in enumerate(authors) if cursors[i] < len(a.entries)]
+        if not open_:
+            return out
+        i = rng.choice(open_)
+        out.append(authors[i].entries[cursors[i]])
+        cursors[i] += 1
+
+
+def project(genesis: Genesis, order: list[Entry], check_each: bool = True) -> Ledger:
+    held = Held()
+    ledger = Ledger(genesis, held)
+    for entry in order:
+        held.add(entry)
+        ledger.receive(entry)
+        if check_each:
+            ledger.check_invariant()
+    return ledger
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_labs=st.integers(3, 8), steps=st.integers(100, 300))
+def test_any_arrival_order_gives_the_same_ledger(seed: int, n_labs: int, steps: int) -> None:
+    rng = random.Random(seed)
+    genesis, authors = world(n_labs, seed)
+    random_history(rng, genesis, authors, steps)
+    in_order = project(genesis, [e for a in authors for e in a.entries])
+    digests = {in_order.digest()}
+    for _ in range(4):
+        digests.add(project(genesis, interleave(rng, authors)).digest())
+    assert len(digests) == 1
+    # References that arrive before their targets: deliver feeds in reverse order.
+    reverse = project(genesis, [e for a in reversed(authors) for e in a.entries])
+    assert reverse.digest() == in_order.digest()
+    assert in_order.document() == reverse.document()
+    # The faulty author's rejected entries are listed with reasons, never applied.
+    assert all(code and message for code, message in in_order.invalid.values())
+
+
+def _two(limit_note: str = "") -> tuple[Genesis, Author, Author]:
+    genesis, (a, b) = world(2, 99)
+    return genesis, a, b
+
+
+def test_faulty_entries_have_no_effect_and_are_listed() -> None:
+    genesis, a, b = _two()
+    A, B = a.signer.public_key, b.signer.public_key
+    over = a.write("transfer.offered", {"to": B, "amount": LIMIT + 1, "unit": "JXC"}, T0)
+    ok = a.write("transfer.offered", {"to": B, "amount": 100, "unit": "JXC"}, T0)
+    self_answer = a.write("transfer.accepted", {"offer": ok.ref.as_list()}, T0)
+    first = b.write("transfer.accepted", {"offer": ok.ref.as_list()}, T0)
+    second = b.write("transfer.declined", {"offer": ok.ref.as_list()}, T0)
+    missing = b.write("transfer.accepted", {"offer": Ref(A, 999, bytes(32)).as_list()}, T0)
+    ledger = project(genesis, a.entries + b.entries)
+    codes = {(e.author, e.seq): ledger.invalid.get((e.author, e.seq), ("",))[0]
+             for e in (over, self_answer, second)}
+    assert codes == {(A, over.seq): "over-credit-limit", (A, self_answer.seq): "not-payee",
+                     (B, second.seq): "already-answered"}
+    assert (B, first.seq) not in ledger.invalid
+    assert ledger.balance(A, "JXC") == -100 and ledger.balance(B, "JXC") == 100
+    # The reference to a missing entry leaves B's feed pending there, not invalid.
+    assert ledger.pending[B] == (missing.seq, Ref(A, 999, bytes(32)))
+    assert (B, missing.seq) not in ledger.invalid
+
+
+def test_a_pending_entry_takes_effect_when_its_reference_arrives() -> None:
+    genesis, a, b = _two()
+    B = b.signer.public_key
+    offer = a.write("transfer.offered", {"to": B, "amount": 250, "unit": "JXC"}, T0)
+    accept = b.write("transfer.accepted", {"offer": offer.ref.as_list()}, T0)
+    later = b.write("contribution.recorded", {"member": "m", "stream": "care", "minutes": 30},
+                    T0)
+    held = Held()
+    ledger = Ledger(genesis, held)
+    for e in b.entries:  # B's feed first: its accept references an offer not held yet
+        held.add(e)
+        ledger.receive(e)
+    assert ledger.pending[B][0] == accept.seq
+    assert ledger.applied(B) == accept.seq - 1 and ledger.balance(B, "JXC") == 0
+    for e in a.entries:
+        held.add(e)
+        ledger.receive(e)
+    assert B not in ledger.pending
+    assert ledger.applied(B) == later.seq
+    assert ledger.balance(B, "JXC") == 250
+    ledger.check_invariant()
+
+
+def test_decline_then_reclaim_restores_the_payer_and_only_once() -> None:
+    genesis, a, b = _two()
+    A, B = a.signer.public_key, b.signer.public_key
+    offer = a.write("transfer.offered", {"to": B, "amount": 700, "unit": "JXC"}, T0)
+    decline = b.write("transfer.declined", {"offer": offer.ref.as_list()}, T0)
+    body = {"offer": offer.ref.as_list(), "decline": decline.ref.as_list()}
+    a.write("transfer.reclaimed", body, T0)
+    again = a.write("transfer.reclaimed", body, T0)
+    ledger = project(genesis, b.entries + a.entries)
+    assert ledger.balance(A, "JXC") == 0 and ledger.balance(B, "JXC") == 0
+    assert ledger.invalid[(A, again.seq)][0] == "already-reclaimed"
+
+
+def test_snapshot_restores_exactly() -> None:
+    rng = random.Random(5)
+    genesis, authors = world(4, 5)
+    random_history(rng, genesis, authors, 200)
+    order = interleave(rng, authors)
+    held = Held()
+    ledger = Ledger(genesis, held)
+    for e in order[:150]:
+        held.add(e)
+        ledger.receive(e)
+    restored = Ledger.restore(genesis, held, ledger.encode())
+    assert restored.encode() == ledger.encode()
+    for e in order[150:]:
+        held.add(e)
+        ledger.receive(e)
+        restored.receive(e)
+    assert restored.digest() == ledger.digest()
