@@ -99,9 +99,13 @@ Effect = Callable[[], None]
 class Ledger:
     """The projected federation ledger. Feed it entries with :meth:`receive`."""
 
-    def __init__(self, genesis: Genesis, feeds: Feeds) -> None:
+    def __init__(self, genesis: Genesis, feeds: Feeds,
+                 frozen: Mapping[bytes, int] | None = None) -> None:
+        """``frozen`` maps a forked feed to its fork seq: entries from there on are
+        ignored (the feed is frozen at seq - 1)."""
         self.genesis = genesis
         self.feeds = feeds
+        self.frozen = dict(frozen or {})
         self.federation_id = genesis.federation_id
         self.roster = genesis.roster
         self.units = dict(genesis.units)
@@ -157,7 +161,7 @@ class Ledger:
         author = entry.author
         if author not in self.roster or author in self.pending:
             return
-        if entry.seq != self.applied(author) + 1:
+        if entry.seq != self.applied(author) + 1 or self._is_frozen(author, entry.seq):
             return
         woken = self._settle_one(entry)
         self._resume(woken)
@@ -174,11 +178,15 @@ class Ledger:
                 continue
             self.pending.pop(author, None)
             for entry in self.feeds.entries_after(author, self.applied(author)):
-                if entry.seq != self.applied(author) + 1:
+                if entry.seq != self.applied(author) + 1 or self._is_frozen(author, entry.seq):
                     break
                 work += self._settle_one(entry)
                 if author in self.pending:
                     break
+
+    def _is_frozen(self, author: bytes, seq: int) -> bool:
+        fork = self.frozen.get(author)
+        return fork is not None and seq >= fork
 
     def _settle_one(self, entry: Entry) -> list[bytes]:
         """Apply, reject or park one entry; return the feeds its settling wakes."""
@@ -381,6 +389,7 @@ class Ledger:
             "invalid": sorted([a, s, c, m] for (a, s), (c, m) in self.invalid.items()),
             "pending": sorted([a, s, r.as_list()] for a, (s, r) in self.pending.items()),
             "redacted": self.redacted,
+            "forks": sorted([a, s] for a, s in self.frozen.items()),
         }
 
     def encode(self) -> bytes:
@@ -396,7 +405,7 @@ class Ledger:
         """Rebuild a ledger from :meth:`encode` bytes. Raises ``DecodeError``/``KeyError``
         on damaged input (the caller then rebuilds from nothing)."""
         doc = canonical.decode(data, max_size=2**31, what="ledger snapshot")
-        ledger = cls(genesis, feeds)
+        ledger = cls(genesis, feeds, {a: s for a, s in doc["forks"]})
         if doc["version"] != LEDGER_VERSION or doc["federation"] != ledger.federation_id:
             raise ValueError("snapshot of another ledger version or federation")
         for author, seq in doc["heads"]:

@@ -120,8 +120,8 @@ class Payout:
 
 FORMULA = ("care_pool = income x care_ratio% (rounded down), shared by care minutes; "
            "the rest shared by points = sum over streams of weight x minutes; "
-           "each share rounded down, leftover minor units to the largest remainders "
-           "(ties: handle order)")
+           "each member's exact total (care part + points part) rounded down, leftover "
+           "minor units to the largest remainders (ties: handle order)")
 
 
 def payout(ledger: Ledger, lab: bytes, period: str, unit: str) -> Payout:
@@ -141,17 +141,18 @@ def payout(ledger: Ledger, lab: bytes, period: str, unit: str) -> Payout:
     care = {m: row["care"] for m, row in minutes.items() if row["care"] > 0}
     care_pool = income * ratio // 100 if care else 0
     points = {m: sum(weights[s] * row[s] for s in STREAMS) for m, row in minutes.items()}
-    shares = _add(share(care_pool, care) if care_pool else {},
-                  share(income - care_pool, points))
+    rest = income - care_pool
+    care_total, points_total = sum(care.values()) or 1, sum(points.values())
+    if rest and points_total <= 0:
+        raise FederationError("nothing to share by: no tracked hours in this period")
+    # Round once, over each member's exact total: care_pool x care / care_total +
+    # rest x points / points_total, scaled to a common denominator. Rounding the two
+    # pools separately could give a member with more points (and the same care) less.
+    exact = {m: care_pool * care.get(m, 0) * (points_total or 1) + rest * p * care_total
+             for m, p in points.items()}
+    shares = share(income, exact)
     return Payout(lab, period, unit, income, weights, ratio, minutes, care_pool,
                   dict(sorted(shares.items())), FORMULA)
-
-
-def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
-    out = dict(b)
-    for k, v in a.items():
-        out[k] = out.get(k, 0) + v
-    return out
 
 
 def invalid_entries(ledger: Ledger) -> Sequence[dict[str, Any]]:

@@ -22,8 +22,19 @@ from node.home import Home
 from node.projection import LedgerProjection
 from node.store import FeedStore, Problem
 from protocol.entry import Entry, FeedVerifier, Ref, decode_entry, sign_entry
-from protocol.errors import WrongAuthorError
+from protocol.errors import WrongAuthorError, WrongFederationError
 from protocol.keys import Signer
+from protocol.sync import ForkProof, make_fork_proof
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What :meth:`LabNode.ingest` did: new entries stored, entries skipped (held or
+    frozen), and fork proofs newly learned."""
+
+    stored: int
+    skipped: int
+    forks: list[ForkProof]
 
 
 class NodeError(Exception):
@@ -138,37 +149,75 @@ class LabNode:
         self._ledger = self._pending_ledger
         return entries
 
-    def ingest(self, raws: Iterable[bytes], batch: int = 500) -> int:
+    def ingest(self, raws: Iterable[bytes]) -> IngestResult:
         """Verify and store entries received from elsewhere (a peer, a bundle).
 
-        Each entry must be a roster member's, continue its feed's stored head, and
-        verify; entries already held are skipped. Stores valid entries in batches and
-        returns how many were new. Raises a ``RemoteProtocolError`` subclass naming
-        the first bad entry; everything before it is kept, nothing after it.
+        Two phases: every entry is checked first (roster member, continues its
+        feed's stored head, signature), then all are stored in one transaction, so
+        bad input changes nothing. Entries already held are skipped; an entry at a
+        held seq with another hash is a fork: its proof is stored and the feed
+        frozen. Callers bound the batch (a request body, a page of a stream).
+        Raises a ``RemoteProtocolError`` subclass naming the first bad entry.
         """
         genesis = self.require_genesis()
         roster = genesis.roster
+        frozen = {a: p.seq for a, p in self.store.fork_proofs().items()}
         verifiers: dict[bytes, FeedVerifier] = {}
         todo: list[Entry] = []
-        stored = 0
+        forks: list[ForkProof] = []
+        skipped = 0
         for raw in raws:
             entry = decode_entry(raw)
             if entry.author not in roster:
                 raise WrongAuthorError(f"entry {entry.where}: author is not a member LAB")
+            if entry.header.federation_id != genesis.federation_id:
+                raise WrongFederationError(f"entry {entry.where}: another federation's entry")
+            if entry.author in frozen and entry.seq >= frozen[entry.author]:
+                skipped += 1
+                continue
             v = verifiers.get(entry.author)
             if v is None:
                 seq, head = self.store.head(entry.author)
                 v = verifiers[entry.author] = FeedVerifier(genesis.federation_id,
                                                            entry.author, seq, head)
             if entry.seq <= v.head_seq:
+                held = self._held(entry.author, entry.seq, todo)
+                if held is not None and held.hash != entry.hash:
+                    proof = make_fork_proof(held, entry)
+                    forks.append(proof)
+                    frozen[entry.author] = entry.seq
+                skipped += 1
                 continue
             v.check(entry)
             todo.append(entry)
-            if len(todo) >= batch:
-                self.store.insert(todo)
-                stored, todo = stored + len(todo), []
+        todo = [e for e in todo if e.author not in frozen or e.seq < frozen[e.author]]
         self.store.insert(todo)
-        return stored + len(todo)
+        stored_forks = [p for p in forks if self.store.add_fork_proof(p)]
+        return IngestResult(len(todo), skipped, stored_forks)
+
+    def _held(self, author: bytes, seq: int, batch: list[Entry]) -> Entry | None:
+        for e in batch:
+            if e.author == author and e.seq == seq:
+                return e
+        return self.store.get(author, seq)
+
+    def add_fork_proof(self, proof: ForkProof) -> bool:
+        """Store a verified proof from a peer; True when it was new here."""
+        genesis = self.require_genesis()
+        if proof.author not in genesis.roster:
+            raise WrongAuthorError("fork proof of an author outside the roster")
+        if proof.first.header.federation_id != genesis.federation_id:
+            raise WrongFederationError("fork proof of another federation")
+        return self.store.add_fork_proof(proof)
+
+    def frontier(self) -> dict[bytes, tuple[int, bytes | None]]:
+        """{author: (seq, head hash)} for every roster feed held."""
+        out = {}
+        for lab in self.feeds():
+            seq, head = self.store.head(lab)
+            if seq:
+                out[lab] = (seq, head)
+        return out
 
     # -- reading ---------------------------------------------------------------
 

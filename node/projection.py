@@ -16,7 +16,7 @@ from typing import Any
 
 from federation.genesis import Genesis
 from federation.ledger import Ledger
-from node.store import FeedStore
+from node.store import FORKS, FeedStore
 from protocol import canonical
 from protocol.entry import Entry, decode_entry
 from protocol.errors import ProtocolError
@@ -77,9 +77,18 @@ class LedgerProjection:
         """
         if ledger is None:
             ledger, position = self.load()
+        frozen = {a: p.seq for a, p in self.store.fork_proofs().items()}
+        if frozen != ledger.frozen:
+            # A fork proof freezes a feed at seq - 1: recompute without its tail.
+            ledger, position = Ledger(self.genesis, self.feeds, frozen), 0
         start = position
         since_save = 0
-        for nid, _, _, raw in self.store.notifications(after=position):
+        for nid, originator, _, raw in self.store.notifications(after=position):
+            if originator == FORKS:
+                if any(a not in ledger.frozen for a in self.store.fork_proofs()):
+                    return self.catch_up(ledger, position, checkpoint_every)
+                position = nid
+                continue
             ledger.receive(decode_entry(raw))
             position = nid
             since_save += 1
@@ -96,7 +105,8 @@ class LedgerProjection:
 
     def rebuild(self) -> tuple[Ledger, int]:
         """Recompute the ledger from nothing over the whole log, and save it."""
-        return self.catch_up(Ledger(self.genesis, self.feeds), 0)
+        frozen = {a: p.seq for a, p in self.store.fork_proofs().items()}
+        return self.catch_up(Ledger(self.genesis, self.feeds, frozen), 0)
 
     def summary(self) -> dict[str, Any]:
         """The saved summary, caught up first if the log has moved on."""

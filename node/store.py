@@ -34,8 +34,11 @@ from eventsourcing.persistence import (
 
 from protocol.entry import Entry, FeedVerifier, decode_entry, short
 from protocol.errors import ProtocolError
+from protocol.sync import ForkProof, decode_fork_proof
 
 PAGE = 1000
+FORKS = "forks"
+"""The aggregate that holds fork proofs (version k = the k-th proof learned)."""
 SQLITE_LOCK_TIMEOUT_S = 60
 
 
@@ -246,6 +249,31 @@ class FeedStore:
             return entries
         raise StoreError(f"gave up appending to {short(author)} after {attempts} conflicts")
 
+    # -- fork proofs -------------------------------------------------------------
+
+    def fork_proofs(self) -> dict[bytes, ForkProof]:
+        """Every stored fork proof, by forked author (the first learned per author)."""
+        proofs: dict[bytes, ForkProof] = {}
+        for row in self.recorder.select_events(FORKS):
+            proof = decode_fork_proof(row.state)
+            proofs.setdefault(proof.author, proof)
+        return proofs
+
+    def add_fork_proof(self, proof: ForkProof) -> bool:
+        """Store a (verified) proof unless one for its author is held; True if stored."""
+        for _ in range(20):
+            rows = self.recorder.select_events(FORKS)
+            if any(decode_fork_proof(r.state).author == proof.author for r in rows):
+                return False
+            version = rows[-1].originator_version + 1 if rows else 1
+            try:
+                self.recorder.insert_events(
+                    [StoredEvent(FORKS, version, "fork.proof", proof.encode())])
+            except IntegrityError:
+                continue
+            return True
+        raise StoreError("could not store a fork proof after 20 conflicts")
+
     # -- projection views (state saved atomically with a tracking record) -------
 
     def _views_table(self) -> str:
@@ -302,6 +330,12 @@ class FeedStore:
         broken: set[str] = set()
         members = {a.hex() for a in roster}
         for _, originator, version, raw in self.notifications():
+            if originator == FORKS:
+                try:
+                    decode_fork_proof(raw)
+                except ProtocolError as e:
+                    yield Problem(originator, version, "bad-fork-proof", str(e))
+                continue
             if originator not in members:
                 yield Problem(originator, version, "not-in-roster",
                               "feed of an author outside the roster")

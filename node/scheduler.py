@@ -1,0 +1,96 @@
+"""``disco serve``: run the HTTP API and the gossip schedule until SIGTERM.
+
+The scheduler only pumps the :class:`node.gossip.Gossip` object: reload the peer
+list when it changes, nudge every peer when the LAB's own feed grows (so new
+entries reach peers within a second or two), run the rounds that are due, record
+success or failure. On SIGTERM or SIGINT it stops taking requests, lets the write
+in progress finish, and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import aiohttp
+from aiohttp import web
+
+from node.client import PeerError, sync_round
+from node.server import make_app
+from node.service import NodeService, load_peers
+
+TICK = 0.5
+
+
+async def run_round(service: NodeService, session: aiohttp.ClientSession, url: str) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        result = await sync_round(service, session, url)
+    except PeerError as e:
+        service.gossip.failed(url, loop.time(), str(e))
+        service.log(f"sync with {url} failed: {e}")
+    else:
+        service.gossip.succeeded(url, loop.time())
+        peer = service.gossip.peers.get(url)
+        if peer is not None:
+            peer.last_contact = time.time()
+        if result.pulled:
+            service.gossip.nudge(loop.time())  # relay what we learned
+            await service.write(service.node.ledger)
+    service.save_peer_state()
+
+
+async def schedule(service: NodeService, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    running: dict[str, asyncio.Task[None]] = {}
+    peers_mtime = -1.0
+    own_head = -1
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            try:
+                mtime = (service.home.path / "peers.json").stat().st_mtime
+            except OSError:
+                mtime = 0.0
+            if mtime != peers_mtime:
+                peers_mtime = mtime
+                service.gossip.set_peers(load_peers(service.home))
+            head = (await service.read(service.node.store.head, service.node.lab_id))[0]
+            if head != own_head:
+                if own_head >= 0:
+                    service.gossip.nudge(loop.time())
+                own_head = head
+            for url in service.gossip.due(loop.time()):
+                if url not in running or running[url].done():
+                    # Not due again until this round reports back.
+                    service.gossip.peers[url].next_due = float("inf")
+                    running[url] = asyncio.create_task(run_round(service, session, url))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=TICK)
+            except TimeoutError:
+                pass
+        for task in running.values():
+            task.cancel()
+        await asyncio.gather(*running.values(), return_exceptions=True)
+
+
+async def serve(service: NodeService, host: str, port: int) -> None:
+    """Serve until SIGTERM/SIGINT; prints the URL when ready."""
+    app = make_app(service)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0]
+    service.url = f"http://{host}:{bound[1]}"
+    await service.write(service.node.ledger)
+    service.log(f"disco node {service.home.name!r} listening on {service.url}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    scheduler = asyncio.create_task(schedule(service, stop))
+    await stop.wait()
+    service.log("stopping: finishing writes in progress")
+    await scheduler
+    await runner.cleanup()

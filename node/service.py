@@ -1,0 +1,139 @@
+"""The node's shared state for the async layer: the opened LAB node, its locks and
+executors, the request verifier and the gossip schedule.
+
+The eventsourcing library is synchronous, so every store call runs in a worker
+thread: writes (ingest, projection catch-up) in one dedicated thread, so the node
+has one writer; reads in the default pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from node.auth import RequestVerifier
+from node.gossip import Gossip
+from node.home import Home
+from node.lab import LabNode
+from protocol.keys import Signer
+
+T = TypeVar("T")
+PEERS = "peers.json"
+PEER_STATE = "peer-state.json"
+
+
+def load_peers(home: Home) -> list[str]:
+    """The peer URLs configured with ``disco peer add``."""
+    path = home.path / PEERS
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return [str(u) for u in data.get("peers", [])]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def save_peers(home: Home, urls: list[str]) -> None:
+    tmp = home.path / (PEERS + ".tmp")
+    tmp.write_text(json.dumps({"peers": urls}, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(home.path / PEERS)
+
+
+def load_peer_state(home: Home) -> dict[str, Any]:
+    try:
+        value = json.loads((home.path / PEER_STATE).read_text(encoding="utf-8"))
+        return value if isinstance(value, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+@dataclass
+class NodeService:
+    """Everything the server, the scheduler and ``disco sync`` share."""
+
+    home: Home
+    node: LabNode
+    signer: Signer
+    verifier: RequestVerifier
+    gossip: Gossip = field(default_factory=Gossip)
+    writer: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="disco-writer"))
+    peer_locks: dict[bytes, asyncio.Semaphore] = field(default_factory=dict)
+    url: str | None = None
+    log: Callable[[str], None] = print
+
+    @classmethod
+    def open(cls, home: Home, signer: Signer) -> NodeService:
+        node = LabNode.open(home, signer)
+        genesis = node.require_genesis()
+        service = cls(home, node, signer, RequestVerifier(genesis.roster))
+        service.gossip.set_peers(load_peers(home))
+        return service
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking read in a worker thread."""
+        return await asyncio.to_thread(fn, *args)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking write in the node's single writer thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.writer, fn, *args)
+
+    def peer_slot(self, lab: bytes, per_peer: int = 2) -> asyncio.Semaphore:
+        return self.peer_locks.setdefault(lab, asyncio.Semaphore(per_peer))
+
+    def save_peer_state(self) -> None:
+        state = {
+            url: {"lab": p.lab, "last_contact": p.last_contact, "failures": p.failures,
+                  "last_error": p.last_error}
+            for url, p in self.gossip.peers.items()
+        }
+        tmp = self.home.path / (PEER_STATE + ".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        tmp.replace(self.home.path / PEER_STATE)
+
+    def close(self) -> None:
+        self.writer.shutdown(wait=True)
+        self.node.close()
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def status_of(node: LabNode, peers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The status document (``disco status --json`` and ``GET /v1/status``)."""
+    genesis = node.require_genesis()
+    summary = node.summary()
+    forks = node.store.fork_proofs()
+    frontier = node.frontier()
+    return {
+        "lab_id": node.lab_id.hex(),
+        "name": node.home.name,
+        "federation_id": genesis.federation_id.hex(),
+        "state_digest": summary["state_digest"].hex(),
+        "frontier": {a.hex(): {"seq": s, "head": h.hex() if h else None}
+                     for a, (s, h) in frontier.items()},
+        "ledger_heads": {a.hex(): s for a, s in summary["heads"]},
+        "peers": peers,
+        "forks": [{"author": a.hex(), "seq": p.seq, "hashes": [p.first.hash.hex(),
+                                                               p.second.hash.hex()]}
+                  for a, p in forks.items()],
+        "invalid": summary["invalid"],
+        "pending": summary["pending"],
+    }
+
+
+def peer_status(home: Home, frontier: dict[bytes, tuple[int, bytes | None]] | None = None
+                ) -> list[dict[str, Any]]:
+    state = load_peer_state(home)
+    return [{"url": u, **state.get(u, {})} for u in load_peers(home)]
+
+
+__all__ = ["NodeService", "Path", "load_peers", "save_peers", "status_of"]

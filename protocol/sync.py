@@ -1,0 +1,205 @@
+"""Sync messages between nodes (sans-I/O): frontiers, wants, entry streams, fork
+proofs and the signed-request envelope.
+
+- A frontier is ``[[author, seq, head_hash], ...]`` sorted by author: O(feeds) bytes,
+  so two nodes already in sync settle it in one round trip.
+- Entries travel as an *entry stream*: concatenated msgpack ``bin`` items, each one
+  entry's bytes verbatim. :class:`EntryStreamDecoder` takes arbitrary chunks and
+  yields entry bytes, refusing oversize items and anything that is not a bin.
+- A fork proof is two validly signed entries of one author at one seq with
+  different hashes; it verifies on its own.
+- A node-to-node request is signed over
+  ``b"disco-ledger/request/v1\\x00" + packb([method, path, ts_ms, sha256(body)])``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from protocol import canonical
+from protocol.entry import (
+    HASH_SIZE,
+    MAX_ENTRY_SIZE,
+    Entry,
+    check_signature,
+    decode_entry,
+    sha256,
+    short,
+)
+from protocol.errors import DecodeError, OversizeError, SchemaError, VerificationError
+
+MEDIA_TYPE = "application/vnd.disco-ledger+msgpack"
+REQUEST_PREFIX = b"disco-ledger/request/v1\x00"
+MAX_MESSAGE = 1024 * 1024
+"""A frontier or wants message: 1 MiB is ~20k feeds."""
+
+Frontier = dict[bytes, tuple[int, bytes]]
+
+
+def encode_frontier(frontier: Mapping[bytes, tuple[int, bytes | None]],
+                    forks: Iterable[bytes] = ()) -> bytes:
+    """``{"frontier": [[author, seq, head]...], "forks": [author...]}``, canonical."""
+    rows = sorted([a, s, h] for a, (s, h) in frontier.items() if s > 0)
+    return canonical.encode({"frontier": rows, "forks": sorted(forks)})
+
+
+def _is_hash(v: Any) -> bool:
+    return isinstance(v, bytes) and len(v) == HASH_SIZE
+
+
+def decode_frontier(data: bytes) -> tuple[Frontier, list[bytes]]:
+    """Parse a frontier message. Raises :class:`DecodeError`/:class:`SchemaError`."""
+    msg = canonical.decode(data, max_size=MAX_MESSAGE, what="frontier")
+    if not isinstance(msg, dict) or set(msg) != {"frontier", "forks"}:
+        raise SchemaError("frontier: want a map with frontier and forks")
+    frontier: Frontier = {}
+    for row in msg["frontier"] if isinstance(msg["frontier"], list) else [None]:
+        if (not isinstance(row, list) or len(row) != 3 or not _is_hash(row[0])
+                or type(row[1]) is not int or row[1] < 1 or not _is_hash(row[2])):
+            raise SchemaError("frontier: want rows of [author bin 32, seq >= 1, head bin 32]")
+        if row[0] in frontier:
+            raise SchemaError(f"frontier: author {short(row[0])} twice")
+        frontier[row[0]] = (row[1], row[2])
+    forks = msg["forks"]
+    if not isinstance(forks, list) or not all(_is_hash(f) for f in forks):
+        raise SchemaError("frontier: forks must be a list of authors")
+    return frontier, forks
+
+
+def encode_wants(wants: Mapping[bytes, int], limit: int) -> bytes:
+    """A pull request: for each author, the seq after which entries are wanted."""
+    return canonical.encode({"wants": sorted([a, s] for a, s in wants.items()),
+                             "limit": limit})
+
+
+def decode_wants(data: bytes, max_limit: int) -> tuple[dict[bytes, int], int]:
+    """Parse a pull request; the limit is capped at ``max_limit``. Raises SchemaError."""
+    msg = canonical.decode(data, max_size=MAX_MESSAGE, what="wants")
+    if not isinstance(msg, dict) or set(msg) != {"wants", "limit"}:
+        raise SchemaError("wants: want a map with wants and limit")
+    limit = msg["limit"]
+    if type(limit) is not int or limit < 1:
+        raise SchemaError("wants: limit must be a whole number >= 1")
+    wants: dict[bytes, int] = {}
+    for row in msg["wants"] if isinstance(msg["wants"], list) else [None]:
+        if (not isinstance(row, list) or len(row) != 2 or not _is_hash(row[0])
+                or type(row[1]) is not int or row[1] < 0):
+            raise SchemaError("wants: want rows of [author bin 32, after seq >= 0]")
+        wants[row[0]] = row[1]
+    return wants, min(limit, max_limit)
+
+
+def frame(raw: bytes) -> bytes:
+    """One entry as an item of an entry stream."""
+    return msgpack.packb(raw, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+class EntryStreamDecoder:
+    """Incremental decoder of an entry stream (concatenated msgpack bin items).
+
+    :meth:`feed` takes any chunk and returns the complete entries' bytes so far;
+    :meth:`close` raises :class:`DecodeError` if the stream ended mid-item. Items
+    that are not bin, or larger than an entry may be, raise at once.
+    """
+
+    def __init__(self) -> None:
+        self._unpacker = msgpack.Unpacker(
+            raw=False, max_bin_len=MAX_ENTRY_SIZE, max_str_len=0, max_array_len=0,
+            max_map_len=0, max_ext_len=0, max_buffer_size=2 * MAX_ENTRY_SIZE + 16)
+        self._count = 0
+        self._fed = 0
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        view = memoryview(chunk)
+        step = MAX_ENTRY_SIZE
+        for start in range(0, len(view), step):
+            try:
+                part = view[start:start + step]
+                self._unpacker.feed(part)
+                self._fed += len(part)
+                for item in self._unpacker:
+                    if not isinstance(item, bytes):
+                        raise DecodeError(f"entry stream item {self._count}: "
+                                          f"got {type(item).__name__}, want bin")
+                    self._count += 1
+                    out.append(item)
+            except DecodeError:
+                raise
+            except msgpack.BufferFull:
+                raise OversizeError(f"entry stream item {self._count} exceeds "
+                                    f"{MAX_ENTRY_SIZE} bytes") from None
+            except (ValueError, msgpack.UnpackException) as e:
+                if "max_bin_len" in str(e):
+                    raise OversizeError(f"entry stream item {self._count} exceeds "
+                                        f"{MAX_ENTRY_SIZE} bytes") from None
+                raise DecodeError(f"entry stream item {self._count}: {e}") from None
+        return out
+
+    def close(self) -> None:
+        """Raise :class:`DecodeError` if the stream ended inside an item."""
+        if self._unpacker.tell() != self._fed:
+            raise DecodeError(f"entry stream ends inside item {self._count}")
+
+
+def decode_entry_stream(data: bytes) -> Iterator[bytes]:
+    """All entry bytes in a complete stream. Raises :class:`DecodeError`."""
+    decoder = EntryStreamDecoder()
+    yield from decoder.feed(data)
+    decoder.close()
+
+
+@dataclass(frozen=True)
+class ForkProof:
+    """Two validly signed entries of one feed at one seq with different hashes."""
+
+    first: Entry
+    second: Entry
+
+    @property
+    def author(self) -> bytes:
+        return self.first.author
+
+    @property
+    def seq(self) -> int:
+        return self.first.seq
+
+    def encode(self) -> bytes:
+        a, b = sorted([self.first.raw, self.second.raw])
+        return canonical.encode([a, b])
+
+
+def make_fork_proof(a: Entry, b: Entry) -> ForkProof:
+    """Check that ``a`` and ``b`` fork one feed, and pair them.
+
+    Raises :class:`VerificationError` when they are not a fork (another author,
+    seq or federation, the same entry) or a signature fails.
+    """
+    if (a.author, a.seq, a.header.federation_id) != (b.author, b.seq, b.header.federation_id):
+        raise VerificationError("fork proof: entries differ in author, seq or federation")
+    if a.hash == b.hash:
+        raise VerificationError("fork proof: both entries are the same")
+    check_signature(a)
+    check_signature(b)
+    first, second = sorted([a, b], key=lambda e: e.raw)
+    return ForkProof(first, second)
+
+
+def decode_fork_proof(data: bytes) -> ForkProof:
+    """Parse and verify a fork proof. Raises DecodeError or VerificationError."""
+    value = canonical.decode(data, max_size=2 * MAX_ENTRY_SIZE + 64, what="fork proof")
+    if not isinstance(value, list) or len(value) != 2 or not all(
+            isinstance(v, bytes) for v in value):
+        raise SchemaError("fork proof: want [entry bin, entry bin]")
+    return make_fork_proof(decode_entry(value[0]), decode_entry(value[1]))
+
+
+def request_message(method: str, path: str, ts_ms: int, body: bytes) -> bytes:
+    """The bytes a node signs for one HTTP request to a peer."""
+    packed: bytes = msgpack.packb([method.upper(), path, ts_ms, sha256(body)],
+                                  use_bin_type=True)
+    return REQUEST_PREFIX + packed
