@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -73,7 +74,9 @@ class NodeService:
     def open(cls, home: Home, signer: Signer) -> NodeService:
         node = LabNode.open(home, signer)
         genesis = node.require_genesis()
-        service = cls(home, node, signer, RequestVerifier(genesis.roster))
+        interval = float(os.environ.get("DISCO_GOSSIP_INTERVAL", "30") or 30)
+        service = cls(home, node, signer, RequestVerifier(genesis.roster),
+                      Gossip(interval=max(0.5, interval)))
         service.gossip.set_peers(load_peers(home))
         return service
 

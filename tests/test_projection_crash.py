@@ -153,7 +153,8 @@ def test_kill_9_during_projection_catch_up_then_restart(cli: Cli, tmp_path: Path
     with FeedStore(home.store_config()) as store:
         saved = store.load_view(VIEW, state=False)[0]
         assert 0 < saved < total, (saved, total, lines)
-        assert saved == int(lines[-1].split()[1])
+        said = [int(line.split()[1]) for line in lines if line.startswith("saved")]
+        assert saved >= max(said)  # (it may have died between saving and saying so)
 
         resumed, position = LedgerProjection(store, genesis).catch_up()
         assert position == total
