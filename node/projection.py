@@ -16,13 +16,14 @@ from typing import Any
 
 from federation.genesis import Genesis
 from federation.ledger import Ledger
-from node.store import FORKS, FeedStore
+from node.store import FORKS, PAGE, FeedStore
 from protocol import canonical
 from protocol.entry import Entry, decode_entry
 from protocol.errors import ProtocolError
 
 VIEW = "ledger"
 CHECKPOINT_EVERY = 200_000
+FIRST_PAGE = 16
 
 
 @dataclass
@@ -35,7 +36,19 @@ class StoreFeeds:
         return self.store.get(author, seq)
 
     def entries_after(self, author: bytes, seq: int) -> Iterator[Entry]:
-        return self.store.read_feed(author, after=seq)
+        # Pages start small and grow: a feed woken from pending often settles only a
+        # few entries before it waits again, and reading a full page on every wake
+        # made catching up a log with many pending answers quadratic.
+        page = FIRST_PAGE
+        while True:
+            rows = list(self.store.read_raw(author, after=seq, upto=seq + page,
+                                            page=page + 1))
+            for _, raw in rows:
+                yield decode_entry(raw)
+            if len(rows) < page:
+                return
+            seq = rows[-1][0]
+            page = min(page * 4, PAGE)
 
 
 def summary_of(ledger: Ledger, position: int) -> dict[str, Any]:
