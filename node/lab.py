@@ -141,12 +141,15 @@ class LabNode:
             self._pending_ledger = ledger
             return entries
 
+        position = self._position
         try:
-            entries = self.store.append_own(build, self.lab_id)
+            entries, ids = self.store.append_own(build, self.lab_id)
         except PendingReference as p:
             raise NodeError(f"refused: the entry names {p.missing}, which this node does not "
                             "hold (sync first)") from None
         self._ledger = self._pending_ledger
+        if ids and ids[0] == position + 1 and ids == list(range(ids[0], ids[-1] + 1)):
+            self._position = ids[-1]  # nobody wrote in between: the ledger holds exactly these
         return entries
 
     def ingest(self, raws: Iterable[bytes]) -> IngestResult:

@@ -16,7 +16,7 @@ from typing import Any
 
 from federation.genesis import Genesis
 from federation.ledger import Ledger
-from node.store import FORKS, PAGE, FeedStore
+from node.store import FORKS, PAGE, FeedStore, is_feed
 from protocol import canonical
 from protocol.entry import Entry, decode_entry
 from protocol.errors import ProtocolError
@@ -102,7 +102,8 @@ class LedgerProjection:
                     return self.catch_up(ledger, position, checkpoint_every)
                 position = nid
                 continue
-            ledger.receive(decode_entry(raw))
+            if is_feed(originator):
+                ledger.receive(decode_entry(raw))
             position = nid
             since_save += 1
             if since_save >= checkpoint_every:

@@ -42,6 +42,15 @@ FORKS = "forks"
 SQLITE_LOCK_TIMEOUT_S = 60
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_feed(originator: str) -> bool:
+    """True for a feed's aggregate (an author id in hex); False for the store's other
+    aggregates (fork proofs, checkpoints, conflicts)."""
+    return len(originator) == 64 and set(originator) <= _HEX
+
+
 class StoreError(Exception):
     """The store cannot be opened or read (missing, damaged, unreachable)."""
 
@@ -209,19 +218,20 @@ class FeedStore:
 
     # -- writing ---------------------------------------------------------------
 
-    def insert(self, entries: Sequence[Entry]) -> None:
-        """Store entries, all or none, in one transaction.
+    def insert(self, entries: Sequence[Entry]) -> list[int]:
+        """Store entries, all or none, in one transaction; return their notification ids.
 
         The caller has verified them. Raises :class:`SeqTaken` when any
         (author, seq) is already stored, and then stores none of them.
         """
         if not entries:
-            return
+            return []
         events = [StoredEvent(e.author.hex(), e.seq, e.kind, e.raw) for e in entries]
         try:
-            self.recorder.insert_events(events)
+            ids = self.recorder.insert_events(events)
         except IntegrityError:
             raise SeqTaken(entries[0].author, entries[0].seq) from None
+        return list(ids or [])
 
     def append_own(
         self,
@@ -229,24 +239,24 @@ class FeedStore:
         author: bytes,
         *,
         attempts: int = 200,
-    ) -> list[Entry]:
+    ) -> tuple[list[Entry], list[int]]:
         """Sign-and-store in one step, safe against concurrent writers.
 
         ``build(head_seq, head_hash)`` returns the signed entries that continue the
         feed. If another writer took the seq first, the head is re-read and
         ``build`` called again, so two writers never produce two entries at one seq.
-        Raises :class:`StoreError` after ``attempts`` lost races, and whatever
+        Returns the entries and their notification ids. Raises :class:`StoreError` after ``attempts`` lost races, and whatever
         ``build`` raises (nothing is stored then).
         """
         for attempt in range(attempts):
             seq, head_hash = self.head(author)
             entries = list(build(seq, head_hash))
             try:
-                self.insert(entries)
+                ids = self.insert(entries)
             except SeqTaken:
                 time.sleep(min(0.001 * (attempt + 1), 0.05))
                 continue
-            return entries
+            return entries, ids
         raise StoreError(f"gave up appending to {short(author)} after {attempts} conflicts")
 
     # -- fork proofs -------------------------------------------------------------
@@ -335,6 +345,8 @@ class FeedStore:
                     decode_fork_proof(raw)
                 except ProtocolError as e:
                     yield Problem(originator, version, "bad-fork-proof", str(e))
+                continue
+            if not is_feed(originator) and originator.startswith(("checkpoints-", "conflicts")):
                 continue
             if originator not in members:
                 yield Problem(originator, version, "not-in-roster",

@@ -106,6 +106,7 @@ _ED25519_SIGNATURE_SIZE = 64
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 _HEX8 = re.compile(r"[0-9a-fA-F]{8}")
+_SPACE_OR_PLUS = re.compile(r"[\s+]")  # \s: every char whose str.isspace() is True
 
 
 class CheckpointError(DecodeError):
@@ -164,24 +165,29 @@ def _text_problem(what: str, value: object) -> str | None:
     return None
 
 
-def _name_problem(name: object) -> str | None:
+def _clip(text: str, limit: int = 80) -> str:
+    """``text`` for an error message: repr, cut to about ``limit`` characters."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
+def _name_problem(name: str) -> str | None:
     """Why ``name`` is not a valid key name, or None."""
+    if not name:
+        return "key name: empty"
     problem = _text_problem("key name", name)
     if problem:
         return problem
-    assert isinstance(name, str)
-    if not name:
-        return "key name: empty"
-    if "+" in name or any(c.isspace() for c in name):
-        return f"key name {name!r}: contains a space or '+'"
+    if _SPACE_OR_PLUS.search(name):
+        return f"key name {_clip(name)}: contains a space or '+'"
     return None
 
 
 def _check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise LocalProtocolError(f"key name: got {type(name).__name__}, want str")
     problem = _name_problem(name)
     if problem:
         raise LocalProtocolError(problem)
-    assert isinstance(name, str)
     return name
 
 
@@ -403,9 +409,11 @@ def open_note(note: str | bytes, name: str, public_key: bytes) -> str:
         ):
             raise BadSignatureError(f"note: signature by {name}+{kh.hex()} does not verify")
     if not found:
-        present = ", ".join(f"{s.name}+{s.key_hash.hex()}" for s in parsed.signatures)
+        present = [f"{s.name[:60]}+{s.key_hash.hex()}" for s in parsed.signatures[:4]]
+        if len(parsed.signatures) > 4:
+            present.append("...")
         raise MissingSignatureError(
-            f"note: no signature by {name}+{kh.hex()} (signed by: {present})"
+            f"note: no signature by {name}+{kh.hex()} (signed by: {', '.join(present)})"
         )
     return parsed.text
 
@@ -424,7 +432,7 @@ def _checkpoint_problem(
     if not origin:
         return "origin: empty, want the log's name"
     if type(size) is not int or not 0 <= size <= MAX_TREE_SIZE:
-        shown = size if type(size) is int else type(size).__name__
+        shown = size if type(size) is int and size.bit_length() <= 80 else type(size).__name__
         return f"size: got {shown}, want an int from 0 to 2**64-1"
     if not isinstance(root, bytes) or len(root) != merkle.HASH_SIZE:
         got = f"{len(root)} bytes" if isinstance(root, bytes) else type(root).__name__
@@ -528,7 +536,9 @@ def verify_checkpoint(note: str | bytes, lab_id: bytes, federation_id: bytes) ->
     origin = origin_for(federation_id, lab_id)
     checkpoint = parse_checkpoint_body(open_note(note, origin, lab_id))
     if checkpoint.origin != origin:
-        raise WrongOriginError(f"checkpoint: origin {checkpoint.origin[:200]!r}, want {origin!r}")
+        raise WrongOriginError(
+            f"checkpoint: origin {_clip(checkpoint.origin, 160)}, want {origin!r}"
+        )
     return checkpoint
 
 
@@ -548,9 +558,9 @@ def check_consistency(old: Checkpoint, new: Checkpoint, proof: Sequence[bytes]) 
     """
     if old.origin != new.origin:
         raise WrongOriginError(
-            f"consistency: checkpoints of two logs, {old.origin!r} and {new.origin!r}"
+            f"consistency: checkpoints of two logs, {_clip(old.origin)} and {_clip(new.origin)}"
         )
-    where = f"checkpoints of {old.origin} at sizes {old.size} and {new.size}"
+    where = f"checkpoints of {_clip(old.origin, 160)} at sizes {old.size} and {new.size}"
     if old.size > new.size:
         raise ConsistencyError(
             f"{where}: the new tree is smaller than the old one", old.size, new.size
@@ -589,5 +599,5 @@ def check_inclusion(
         merkle.verify_inclusion(leaf_hash, index, checkpoint.size, proof, checkpoint.root)
     except merkle.ProofError as e:
         raise InclusionError(
-            f"leaf {index} of {checkpoint.origin} at size {checkpoint.size}: {e}"
+            f"leaf {index} of {_clip(checkpoint.origin, 160)} at size {checkpoint.size}: {e}"
         ) from e

@@ -170,6 +170,20 @@ class RootBuilder:
         self._hashes: list[bytes] = []
         self._size = 0
 
+    @classmethod
+    def from_state(cls, size: int, hashes: Sequence[bytes]) -> RootBuilder:
+        """Resume from a saved ``(size, hashes)``. Raises :class:`ProofError` unless
+        there is one HASH_SIZE hash per set bit of ``size``."""
+        if type(size) is not int or size < 0 or len(hashes) != bin(size).count("1"):
+            raise ProofError(f"compact range: got {len(hashes)} hashes for size {size!r}, "
+                             f"want one per set bit")
+        for h in hashes:
+            _check_hash("compact range hash", h, ProofError)
+        builder = cls()
+        builder._hashes = [bytes(h) for h in hashes]
+        builder._size = size
+        return builder
+
     @property
     def size(self) -> int:
         """Number of leaves appended so far."""

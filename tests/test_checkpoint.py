@@ -103,7 +103,7 @@ def go_signer() -> Signer:
 
 def mutations(data: bytes, exhaustive: bool) -> list[bytes]:
     """Every copy of ``data`` with one byte changed (all values, or bit flips and a few)."""
-    out = []
+    out: list[bytes] = []
     for i, b in enumerate(data):
         if exhaustive:
             values = set(range(256))
@@ -440,6 +440,7 @@ def test_error_classes_fit_the_protocol_hierarchy() -> None:
         (b"origin", 1, ROOT, ()),
         (ORIGIN, -1, ROOT, ()),
         (ORIGIN, 2**64, ROOT, ()),
+        pytest.param(ORIGIN, 10**5000, ROOT, (), id="huge size"),
         (ORIGIN, True, ROOT, ()),
         (ORIGIN, 1.0, ROOT, ()),
         (ORIGIN, 1, ROOT[:31], ()),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from node.cli import entries, inspect, ledger, network, setup
+from node.cli import audit, entries, inspect, ledger, network, setup
 from node.cli.common import DiscoGroup, run_main
 
 
@@ -31,7 +31,7 @@ for command in (setup.init, setup.federation, setup.join, entries.member, entrie
                 inspect.log, inspect.verify, ledger.transfer, ledger.acknowledge, ledger.income,
                 ledger.policy, ledger.balance, ledger.transfers, ledger.flows, ledger.payout,
                 ledger.rebuild, ledger.export_vf, network.serve, network.peer, network.sync,
-                network.status):
+                network.status, audit.export, audit.audit, audit.prove, audit.checkpoint):
     main.add_command(command)
 
 

@@ -1,0 +1,135 @@
+"""Signed checkpoints of feeds, kept in the store.
+
+- Each feed is a Merkle log over its entry hashes (leaf = RFC 9162 leaf hash of the
+  entry hash). A compact range per feed (O(log n) hashes) is kept as a projection
+  view and extended with new entries, so the root at the head costs O(new entries).
+- A LAB signs checkpoints of its own feed (C2SP signed note); the node keeps the
+  latest checkpoint it has seen of every feed (aggregate ``checkpoints-<author>``).
+- A checkpoint from a peer is checked against the entries held: same size and
+  another root means the LAB rewrote its history; the conflicting checkpoint is
+  kept as evidence (aggregate ``conflicts``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from node.store import FeedStore
+from protocol import canonical, merkle
+from protocol.checkpoint import Checkpoint, origin_for, sign_checkpoint, verify_checkpoint
+from protocol.keys import Signer
+
+CONFLICTS = "conflicts"
+
+
+def _aggregate(author: bytes) -> str:
+    return f"checkpoints-{author.hex()}"
+
+
+@dataclass
+class CheckpointBook:
+    """Checkpoints and Merkle roots of the feeds in one store."""
+
+    store: FeedStore
+    federation_id: bytes
+
+    def builder(self, author: bytes) -> merkle.RootBuilder:
+        """The feed's Merkle compact range, caught up with the stored entries."""
+        name = f"merkle-{author.hex()}"
+        position, state, _ = self.store.load_view(name)
+        builder = merkle.RootBuilder()
+        if state is not None:
+            size, hashes = canonical.decode(state, max_size=1 << 16, what="merkle state")
+            builder = merkle.RootBuilder.from_state(size, hashes)
+        start = builder.size
+        for _, raw in self.store.read_raw(author, after=builder.size):
+            from protocol.entry import decode_entry
+
+            builder.append(merkle.leaf_hash(decode_entry(raw).hash))
+        if builder.size != start:
+            self.store.save_view(name, 0, canonical.encode([builder.size,
+                                                            list(builder.hashes)]), b"")
+        del position
+        return builder
+
+    def root_at(self, author: bytes, size: int) -> bytes | None:
+        """The feed's root over its first ``size`` entries, or None if not held."""
+        head = self.builder(author)
+        if size == head.size:
+            return head.root()
+        if size > head.size:
+            return None
+        partial = merkle.RootBuilder()
+        for _, raw in self.store.read_raw(author, upto=size):
+            from protocol.entry import decode_entry
+
+            partial.append(merkle.leaf_hash(decode_entry(raw).hash))
+        return partial.root()
+
+    def latest(self, author: bytes) -> tuple[Checkpoint, bytes] | None:
+        """The latest checkpoint held of ``author``'s feed and its note bytes."""
+        rows = self.store.recorder.select_events(_aggregate(author), desc=True, limit=1)
+        if not rows:
+            return None
+        note = rows[0].state
+        return verify_checkpoint(note, author, self.federation_id), note
+
+    def _keep(self, author: bytes, note: bytes) -> None:
+        rows = self.store.recorder.select_events(_aggregate(author), desc=True, limit=1)
+        version = rows[0].originator_version + 1 if rows else 1
+        try:
+            self.store.recorder.insert_events(
+                [StoredEvent(_aggregate(author), version, "checkpoint", note)])
+        except IntegrityError:
+            pass  # another writer kept one at the same moment: either will do
+
+    def sign_own(self, signer: Signer) -> tuple[Checkpoint, bytes]:
+        """Sign (if the feed grew) and keep a checkpoint of this LAB's own feed."""
+        author = signer.public_key
+        builder = self.builder(author)
+        held = self.latest(author)
+        if held is not None and held[0].size == builder.size:
+            return held
+        cp = Checkpoint(origin_for(self.federation_id, author), builder.size, builder.root())
+        note = sign_checkpoint(cp, signer).encode()
+        self._keep(author, note)
+        return cp, note
+
+    def accept(self, author: bytes, note: bytes) -> str | None:
+        """Check a checkpoint a peer passed on; keep it if newer. Returns a conflict
+        message when it contradicts the entries held (the LAB rewrote its history),
+        else None. Raises ``ProtocolError`` when the note does not verify."""
+        cp = verify_checkpoint(note, author, self.federation_id)
+        root = self.root_at(author, cp.size)
+        if root is not None and root != cp.root:
+            self.store.recorder.insert_events(
+                [StoredEvent(CONFLICTS, self._next_conflict(), "checkpoint.conflict",
+                             canonical.encode([author, note]))])
+            return (f"LAB {author.hex()[:8]} signed a checkpoint at size {cp.size} whose "
+                    "root differs from its entries held here: it rewrote its history")
+        held = self.latest(author)
+        if held is None or cp.size > held[0].size:
+            self._keep(author, note)
+        return None
+
+    def _next_conflict(self) -> int:
+        rows = self.store.recorder.select_events(CONFLICTS, desc=True, limit=1)
+        return rows[0].originator_version + 1 if rows else 1
+
+    def conflicts(self) -> list[tuple[bytes, bytes]]:
+        """(author, checkpoint note) of every conflicting checkpoint received."""
+        out = []
+        for row in self.store.recorder.select_events(CONFLICTS):
+            author, note = canonical.decode(row.state, max_size=1 << 20, what="conflict")
+            out.append((author, note))
+        return out
+
+
+def leaf_hashes(store: FeedStore, author: bytes, size: int) -> list[bytes]:
+    """Leaf hashes of the first ``size`` entries of a feed (32 bytes each)."""
+    from protocol.entry import decode_entry
+
+    return [merkle.leaf_hash(decode_entry(raw).hash)
+            for _, raw in store.read_raw(author, upto=size)]

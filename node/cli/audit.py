@@ -1,0 +1,269 @@
+"""Offline audit commands: ``export``, ``audit``, ``prove``, ``checkpoint``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import click
+
+from federation.audit import AuditReport, audit_bundle
+from federation.bundle import BundleError
+from node.bundle import export_bundle
+from node.checkpoints import CheckpointBook, leaf_hashes
+from node.cli.common import (
+    EXIT_UNUSABLE,
+    Failure,
+    emit,
+    examples,
+    home_path,
+    json_option,
+    now_us,
+    open_node,
+    parse_lab_id,
+)
+from protocol import merkle
+from protocol.errors import ProtocolError
+from protocol.proofs import (
+    encode_consistency,
+    encode_inclusion,
+    origin_ids,
+    verify_consistency_file,
+    verify_inclusion_file,
+)
+
+
+@click.command()
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle file.")
+@click.option("--author", "authors", multiple=True, metavar="LAB_ID",
+              help="Only these feeds (repeat); default every feed held.")
+@click.option("--redact", "member", metavar="HANDLE",
+              help="Drop the bodies of this member's entries (personal data).")
+@json_option
+@click.pass_context
+@examples("  disco export --out cj-2026-11.bundle --redact ana")
+def export(ctx: click.Context, out: Path, authors: tuple[str, ...], member: str | None,
+           as_json: bool) -> None:
+    """Write an offline bundle: genesis, feeds, checkpoints, fork proofs."""
+    labs = [parse_lab_id(a) for a in authors] or None
+    with open_node(ctx, writer=True) as node:
+        try:
+            f = out.open("xb")
+        except FileExistsError:
+            raise Failure(f"{out} exists; not overwriting it", EXIT_UNUSABLE) from None
+        with f:
+            count = export_bundle(node, f, now_us(), authors=labs, redact_member=member)
+    if as_json:
+        emit({"entries": count, "file": str(out)})
+    else:
+        click.echo(f"{count} entries written to {out}")
+
+
+def _print_report(report: AuditReport, as_json: bool) -> None:
+    if as_json:
+        emit(report.as_json())
+        return
+    click.echo(f"federation {report.federation} ({report.federation_id.hex()})")
+    click.echo(f"{report.entries} entries in {len(report.feeds)} feeds, "
+               f"{report.checkpoints} checkpoints, {report.forks} fork proofs, "
+               f"{report.redacted} redacted")
+    click.echo(f"state digest {report.state_digest.hex()}")
+    if report.ok:
+        click.echo("audit passed: every signature, link, checkpoint and ledger rule holds")
+        return
+    click.echo(f"audit FAILED: {len(report.violations)} violations")
+    for v in report.violations:
+        where = f"{v.author[:16]}#{v.seq}" if v.author else "bundle"
+        click.echo(f"  {where:<22} {v.code:<22} {v.message}")
+
+
+def _audit_file(f: BinaryIO, size: int) -> AuditReport:
+    if not sys.stderr.isatty() or size < 4 << 20:
+        return audit_bundle(f)
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        task = progress.add_task("auditing", total=size)
+        return audit_bundle(f, progress=lambda _: progress.update(task, completed=f.tell()))
+
+
+@click.command()
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@click.option("--proof", "proof", type=click.Path(path_type=Path),
+              help="Check an inclusion proof file instead (with --key).")
+@click.option("--key", metavar="LAB_ID", help="The LAB whose key signed the proof.")
+@click.option("--consistency", nargs=2, type=click.Path(path_type=Path),
+              metavar="OLD NEW", help="Check that checkpoint NEW extends OLD.")
+@json_option
+@click.pass_context
+@examples("  disco audit cj-2026-11.bundle\n"
+          "  disco audit --home ./farm\n"
+          "  disco audit --proof entry.proof --key 3f2a...\n"
+          "  disco audit --consistency old.checkpoint new.consistency")
+def audit(ctx: click.Context, file: Path | None, proof: Path | None, key: str | None,
+          consistency: tuple[Path, Path] | None, as_json: bool) -> None:
+    """Verify offline, trusting no one: a bundle, a node's store, or a proof.
+
+    Exit 0 when everything holds, 1 on any violation, 2 for an unusable file.
+    """
+    try:
+        if proof is not None:
+            _audit_proof(proof, key, as_json)
+            return
+        if consistency is not None:
+            _audit_consistency(consistency, key, as_json)
+            return
+        if file is not None:
+            with _open(file) as f:
+                report = _audit_file(f, file.stat().st_size)
+        else:
+            report = _audit_home(ctx)
+    except BundleError as e:
+        raise Failure(str(e), EXIT_UNUSABLE) from None
+    _print_report(report, as_json)
+    if not report.ok:
+        ctx.exit(1)
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except OSError as e:
+        raise Failure(f"{path}: {e.strerror}", EXIT_UNUSABLE) from None
+
+
+def _audit_home(ctx: click.Context) -> AuditReport:
+    if not os.environ.get("DISCO_HOME") and ctx.find_root().params.get("home") is None:
+        raise click.UsageError("give a bundle FILE or --home DIR")
+    home_path(ctx)
+    with tempfile.TemporaryFile() as f:
+        with open_node(ctx) as node:
+            export_bundle(node, f, now_us())
+        size = f.tell()
+        f.seek(0)
+        return _audit_file(f, size)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise Failure(f"{path}: {e.strerror}", EXIT_UNUSABLE) from None
+
+
+def _audit_proof(path: Path, key: str | None, as_json: bool) -> None:
+    if not key:
+        raise click.UsageError("--proof needs --key LAB_ID")
+    lab = parse_lab_id(key)
+    try:
+        result = verify_inclusion_file(_read(path), lab)
+    except ProtocolError as e:
+        _fail_proof(str(e), as_json)
+        return
+    doc: dict[str, Any] = {"ok": True, "ref": str(result.entry.ref),
+                           "kind": result.entry.kind, "tree_size": result.checkpoint.size}
+    if as_json:
+        emit(doc)
+    else:
+        click.echo(f"proof holds: {result.entry.kind} {result.entry.ref} is entry "
+                   f"{result.entry.seq} of a tree of {result.checkpoint.size} signed by the LAB")
+
+
+def _fail_proof(message: str, as_json: bool) -> None:
+    if as_json:
+        emit({"ok": False, "error": message})
+        sys.exit(1)
+    raise Failure(f"proof FAILED: {message}")
+
+
+def _audit_consistency(paths: tuple[Path, Path], key: str | None, as_json: bool) -> None:
+    old, new = (_read(p) for p in paths)
+    try:
+        fid, lab = origin_ids(old)
+        if key and parse_lab_id(key) != lab:
+            raise Failure("the checkpoint is not of the LAB given with --key")
+        a, b = verify_consistency_file(old, new, lab, fid)
+    except ProtocolError as e:
+        _fail_proof(str(e), as_json)
+        return
+    if as_json:
+        emit({"ok": True, "old_size": a.size, "new_size": b.size})
+    else:
+        click.echo(f"consistent: the tree of {b.size} extends the tree of {a.size}")
+
+
+@click.command()
+@click.argument("ref", required=False)
+@click.option("--from", "old", type=click.Path(path_type=Path),
+              help="Instead: a consistency proof from this older checkpoint of our feed.")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.pass_context
+@examples("  disco prove 3f2a:12 --out entry.proof\n"
+          "  disco prove --from old.checkpoint --out new.consistency")
+def prove(ctx: click.Context, ref: str | None, old: Path | None, out: Path) -> None:
+    """Write a proof a third party checks offline with 'disco audit --proof'."""
+    with open_node(ctx, writer=True) as node:
+        genesis = node.require_genesis()
+        book = CheckpointBook(node.store, genesis.federation_id)
+        own_cp, own_note = book.sign_own(node.signer)  # type: ignore[arg-type]
+        if old is not None:
+            try:
+                fid, lab = origin_ids(_read(old))
+            except ProtocolError as e:
+                raise Failure(str(e), EXIT_UNUSABLE) from None
+            if lab != node.lab_id:
+                raise Failure("--from must be a checkpoint of this LAB's own feed")
+            from protocol.checkpoint import verify_checkpoint
+
+            old_cp = verify_checkpoint(_read(old), lab, fid)
+            leaves = leaf_hashes(node.store, lab, own_cp.size)
+            proof = (merkle.consistency_proof(leaves, old_cp.size)
+                     if 0 < old_cp.size < own_cp.size else [])
+            data = encode_consistency(old_cp.size, proof, own_note)
+        else:
+            if not ref:
+                raise click.UsageError("give a REF or --from OLD")
+            target = node.resolve_ref(ref)
+            if target.author == node.lab_id:
+                cp, note = own_cp, own_note
+            else:
+                held = book.latest(target.author)
+                if held is None:
+                    raise Failure("no signed checkpoint of that feed is held here")
+                cp, note = held
+            if target.seq > cp.size:
+                raise Failure(f"the latest checkpoint covers {cp.size} entries; "
+                              "sync to get a newer one")
+            entry = node.store.get(target.author, target.seq)
+            assert entry is not None
+            leaves = leaf_hashes(node.store, target.author, cp.size)
+            data = encode_inclusion(entry, merkle.inclusion_proof(leaves, target.seq - 1), note)
+    try:
+        with out.open("xb") as f:
+            f.write(data)
+    except FileExistsError:
+        raise Failure(f"{out} exists; not overwriting it", EXIT_UNUSABLE) from None
+    click.echo(f"proof written to {out}")
+
+
+@click.command()
+@click.option("--out", type=click.Path(path_type=Path), help="Write the note to FILE.")
+@click.pass_context
+@examples("  disco checkpoint --out farm-2026-11.checkpoint")
+def checkpoint(ctx: click.Context, out: Path | None) -> None:
+    """Sign and print a checkpoint of this LAB's feed (C2SP signed note)."""
+    with open_node(ctx, writer=True) as node:
+        book = CheckpointBook(node.store, node.require_genesis().federation_id)
+        _, note = book.sign_own(node.signer)  # type: ignore[arg-type]
+    if out is None:
+        click.echo(note.decode(), nl=False)
+        return
+    try:
+        with out.open("xb") as f:
+            f.write(note)
+    except FileExistsError:
+        raise Failure(f"{out} exists; not overwriting it", EXIT_UNUSABLE) from None
+    click.echo(f"checkpoint written to {out}")

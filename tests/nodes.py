@@ -1,0 +1,352 @@
+"""Harness for integration tests that run real ``disco serve`` processes.
+
+- :class:`NodeProcess`: one ``disco --home DIR serve --listen 127.0.0.1:0``
+  subprocess; waits for its "listening on URL" line, collects its output lines in
+  a background thread, and can be stopped (SIGTERM) or killed (SIGKILL).
+- :class:`Nodes` (the ``nodes`` fixture): starts processes and stops every one of
+  them when the test ends, pass or fail.
+- :func:`wait_until`: poll a predicate until it holds.
+- :func:`signed_post` / :func:`post`: raw HTTP requests to a node, signed with a
+  given :class:`~protocol.keys.Signer` (or deliberately not), for adversarial tests.
+- Entry helpers: author entries in-process, read feeds, build entry streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+
+from node.auth import sign_request
+from node.client import RoundResult, sync_round
+from node.home import Home
+from node.lab import LabNode
+from node.service import NodeService, now_ms, save_peers
+from protocol.entry import Entry
+from protocol.keys import Signer
+from protocol.sync import MEDIA_TYPE, frame
+from tests.conftest import DISCO, REPO, Federation, make_federation
+
+T = TypeVar("T")
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
+URL_LINE = re.compile(r"disco node .* listening on (http://\S+)")
+
+
+def node_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(extra or {})}
+    env.pop("DISCO_HOME", None)
+    return env
+
+
+class NodeProcess:
+    """A running ``disco serve`` subprocess for one home folder."""
+
+    def __init__(self, home: Path, env: dict[str, str] | None = None,
+                 listen: str = "127.0.0.1:0") -> None:
+        self.home = Path(home)
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self.url: str | None = None
+        self.proc = subprocess.Popen(
+            [*DISCO, "--home", str(self.home), "serve", "--listen", listen],
+            cwd=str(self.home.parent), env=node_env(env), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self._reader = threading.Thread(target=self._read, daemon=True,
+                                        name=f"disco-log-{self.home.name}")
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.rstrip("\n")
+            with self._cond:
+                self.lines.append(line)
+                m = URL_LINE.search(line)
+                if m and self.url is None:
+                    self.url = m.group(1)
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> NodeProcess:
+        """Block until the node printed its URL; raise (with its output) if it did not."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.url is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    break
+                self._cond.wait(min(left, 0.2))
+        if self.url is None:
+            self.kill()
+            raise AssertionError(f"disco serve for {self.home} did not start within "
+                                 f"{timeout} s:\n{self.log}")
+        return self
+
+    @property
+    def log_lines(self) -> list[str]:
+        with self._cond:
+            return list(self.lines)
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.log_lines)
+
+    @property
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def get_json(self, path: str, timeout: float = 30.0) -> Any:
+        assert self.url, "node not ready"
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
+            return json.loads(r.read())
+
+    def status(self) -> dict[str, Any]:
+        """``GET /v1/status``."""
+        value: dict[str, Any] = self.get_json("/v1/status")
+        return value
+
+    def frontier(self) -> dict[str, int]:
+        """{lab hex: seq} from the node's status."""
+        return {a: h["seq"] for a, h in self.status()["frontier"].items()}
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, then wait; SIGKILL if it does not stop in time. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(f"{self.home} did not stop on SIGTERM within "
+                                     f"{timeout} s:\n{self.log}") from None
+        self._reader.join(5)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL (kill -9), then reap."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(STOP_TIMEOUT)
+        self._reader.join(5)
+
+    def __repr__(self) -> str:
+        return f"NodeProcess({self.home.name!r}, url={self.url!r}, pid={self.proc.pid})"
+
+
+class Nodes:
+    """Starts node processes for one test and stops all of them at its end."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.env = env or {}
+        self.started: list[NodeProcess] = []
+
+    def start(self, *homes: Path, env: dict[str, str] | None = None) -> list[NodeProcess]:
+        """Start one node per home (in parallel) and wait until all are listening."""
+        procs = []
+        for home in homes:
+            p = NodeProcess(home, {**self.env, **(env or {})})
+            self.started.append(p)
+            procs.append(p)
+        for p in procs:
+            p.wait_ready()
+        return procs
+
+    def start_one(self, home: Path, env: dict[str, str] | None = None) -> NodeProcess:
+        return self.start(home, env=env)[0]
+
+    def stop_all(self) -> None:
+        errors = []
+        for p in self.started:
+            try:
+                p.stop()
+            except AssertionError as e:
+                errors.append(str(e))
+        if errors:
+            raise AssertionError("\n".join(errors))
+
+    def cleanup(self) -> None:
+        """Stop everything still running; SIGKILL what does not stop."""
+        for p in self.started:
+            if p.running:
+                try:
+                    p.proc.send_signal(signal.SIGTERM)
+                except OSError:
+                    pass
+        for p in self.started:
+            try:
+                p.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            p._reader.join(5)
+
+
+@contextmanager
+def node_group(env: dict[str, str] | None = None) -> Iterator[Nodes]:
+    """Start ``disco serve`` processes inside; every one is stopped on the way out,
+    whatever happened (use it in a fixture)."""
+    n = Nodes(env)
+    try:
+        yield n
+    finally:
+        n.cleanup()
+
+
+def set_peers(home: Path | Home, urls: Sequence[str | None]) -> None:
+    """Write the peer list (as ``disco peer add`` does); a running node re-reads it."""
+    h = home if isinstance(home, Home) else Home.open(Path(home))
+    save_peers(h, [u for u in urls if u])
+
+
+def federation(root: Path, names: Sequence[str]) -> Federation:
+    """N LABs that joined one genesis (real home folders, built in-process)."""
+    return make_federation(root, list(names))
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.2,
+               what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something truthy; return that value.
+
+    Exceptions from the predicate count as "not yet" (a node may be busy).
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+            last = value
+        except (OSError, ValueError, AssertionError) as e:
+            last = e
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; "
+                                 f"last: {last!r}")
+        time.sleep(interval)
+
+
+# -- raw HTTP -------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    content_type: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def error(self) -> str:
+        value = self.json()
+        assert isinstance(value, dict) and set(value) == {"error"}, value
+        return str(value["error"])
+
+
+def post(url: str, path: str, body: bytes, headers: dict[str, str] | None = None,
+         timeout: float = 60.0) -> Reply:
+    """POST ``body`` as-is with ``headers``; any status comes back as a :class:`Reply`."""
+    request = urllib.request.Request(url + path, data=body, method="POST",
+                                     headers={"Content-Type": MEDIA_TYPE, **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return Reply(r.status, r.read(), r.headers.get_content_type())
+    except urllib.error.HTTPError as e:
+        with e:
+            return Reply(e.code, e.read(), e.headers.get_content_type())
+
+
+def signed_headers(signer: Signer, path: str, body: bytes, ts_ms: int | None = None,
+                   method: str = "POST") -> dict[str, str]:
+    headers = sign_request(signer, method, path, body, now_ms() if ts_ms is None else ts_ms)
+    headers["Content-Type"] = MEDIA_TYPE
+    return headers
+
+
+def signed_post(url: str, path: str, body: bytes, signer: Signer,
+                ts_ms: int | None = None) -> Reply:
+    """POST signed by ``signer`` (a roster LAB or a stranger)."""
+    return post(url, path, body, signed_headers(signer, path, body, ts_ms))
+
+
+def stream(raws: Sequence[bytes]) -> bytes:
+    """An entry stream (the body of /v1/sync/push)."""
+    return b"".join(frame(r) for r in raws)
+
+
+# -- entries --------------------------------------------------------------------
+
+CONTRIBUTION = "contribution.recorded"
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def add_member(home: Home, handle: str = "ana") -> Entry:
+    with LabNode.open(home, home.signer()) as node:
+        return node.author("member.added", {"handle": handle, "name": handle.title()},
+                           now_us())
+
+
+def author_contributions(home: Home, count: int, batch: int = 50, handle: str = "ana",
+                         pause: float = 0.0) -> int:
+    """Author ``count`` contributions of ``handle`` in batches of ``batch``; return count."""
+    done = 0
+    with LabNode.open(home, home.signer()) as node:
+        while done < count:
+            n = min(batch, count - done)
+            body = {"member": handle, "stream": "care", "minutes": 1 + done % 600}
+            node.author_many([(CONTRIBUTION, body)] * n, now_us())
+            done += n
+            if pause:
+                time.sleep(pause)
+    return done
+
+
+def in_parallel(fns: Sequence[Callable[[], T]]) -> list[T]:
+    with ThreadPoolExecutor(len(fns)) as pool:
+        return [f.result() for f in [pool.submit(fn) for fn in fns]]
+
+
+def feed_raws(home: Home, author: bytes) -> list[bytes]:
+    with LabNode.open(home) as node:
+        return [raw for _, raw in node.store.read_raw(author)]
+
+
+def feed_seqs(home: Home) -> dict[str, list[int]]:
+    """{lab hex: [seq, ...]} of every roster feed stored in ``home`` (read after stop)."""
+    with LabNode.open(home) as node:
+        return {lab.hex(): [e.seq for e in node.log(lab)] for lab in node.feeds()}
+
+
+def sync_once(home: Home, url: str, rounds: int = 1) -> list[RoundResult]:
+    """Run ``rounds`` sync rounds of ``home`` (in-process) with the node at ``url``."""
+
+    async def run() -> list[RoundResult]:
+        service = NodeService.open(home, home.signer())
+        service.log = lambda line: None
+        try:
+            async with aiohttp.ClientSession() as session:
+                return [await sync_round(service, session, url) for _ in range(rounds)]
+        finally:
+            service.close()
+
+    return asyncio.run(run())
