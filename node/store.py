@@ -245,8 +245,9 @@ class FeedStore:
         ``build(head_seq, head_hash)`` returns the signed entries that continue the
         feed. If another writer took the seq first, the head is re-read and
         ``build`` called again, so two writers never produce two entries at one seq.
-        Returns the entries and their notification ids. Raises :class:`StoreError` after ``attempts`` lost races, and whatever
-        ``build`` raises (nothing is stored then).
+        Returns the entries and their notification ids. Raises :class:`StoreError`
+        after ``attempts`` lost races, and whatever ``build`` raises (nothing is
+        stored then).
         """
         for attempt in range(attempts):
             seq, head_hash = self.head(author)
