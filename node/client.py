@@ -110,6 +110,16 @@ class PeerClient:
             value = canonical.decode(await r.read(), max_size=1 << 24, what="fork proofs")
         return [v for v in value if isinstance(v, bytes)] if isinstance(value, list) else []
 
+    async def checkpoints(self, want: list[bytes], give: list[list[bytes]]
+                          ) -> list[tuple[bytes, bytes]]:
+        body = canonical.encode({"want": want, "give": give})
+        async with await self._post("/v1/sync/checkpoints", body) as r:
+            value = canonical.decode(await r.read(), max_size=1 << 24, what="checkpoints")
+        if not isinstance(value, list):
+            return []
+        return [(v[0], v[1]) for v in value if isinstance(v, list) and len(v) == 2
+                and isinstance(v[0], bytes) and isinstance(v[1], bytes)]
+
     async def push_forks(self, proofs: list[bytes]) -> None:
         async with await self._post("/v1/sync/forks/push", canonical.encode(proofs)):
             pass
@@ -139,6 +149,8 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
                 proof = decode_fork_proof(raw)
                 if await service.write(node.add_fork_proof, proof):
                     result.forks += 1
+                    service.log(f"fork proof received for {proof.author.hex()} at seq "
+                                f"{proof.seq}: feed frozen")
             except ProtocolError as e:
                 result.notes.append(f"bad fork proof from peer: {e}")
     if set(local_forks) - set(remote_forks):
@@ -152,6 +164,9 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
                 got = await service.write(node.ingest, batch)
                 result.pulled += got.stored
                 result.forks += len(got.forks)
+                for proof in got.forks:
+                    service.log(f"fork detected in the feed of {proof.author.hex()} at seq "
+                                f"{proof.seq}: feed frozen")
         except BrokenChainError as e:
             # The peer's feed does not continue ours: look for a fork below.
             result.notes.append(str(e))
@@ -170,9 +185,30 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
             await client.push([raw for _, raw in rows])
             result.pushed += len(rows)
             after = rows[-1][0]
+    if not todo.in_sync or result.pulled:
+        await _swap_checkpoints(service, client, list(genesis.roster), result)
     result.requests = client.requests
     result.in_sync = todo.in_sync and not result.forks
     return result
+
+
+async def _swap_checkpoints(service: NodeService, client: PeerClient, roster: list[bytes],
+                            result: RoundResult) -> None:
+    """Sign our checkpoint, give it, and check the peer's checkpoints of every feed."""
+    book = service.book
+    _, note = await service.write(book.sign_own, service.signer)
+    for author, theirs in await client.checkpoints(roster, [[service.signer.public_key,
+                                                             note]]):
+        if author not in roster:
+            continue
+        try:
+            conflict = await service.write(book.accept, author, theirs)
+        except ProtocolError as e:
+            result.notes.append(f"bad checkpoint from peer: {e}")
+            continue
+        if conflict:
+            service.log(conflict)
+            result.notes.append(conflict)
 
 
 async def _find_fork(service: NodeService, client: PeerClient, author: bytes,

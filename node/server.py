@@ -158,6 +158,36 @@ async def forks_push(request: web.Request) -> web.StreamResponse:
     return web.json_response({"stored": new})
 
 
+async def checkpoints(request: web.Request) -> web.StreamResponse:
+    """Swap signed checkpoints: take the peer's (checked against our entries), return
+    ours (the own feed's freshly signed) for the authors it asks about."""
+    service = request.app[SERVICE]
+    _, body = await signed_body(request)
+    msg = canonical.decode(body, max_size=MAX_BODY, what="checkpoints")
+    if (not isinstance(msg, dict) or set(msg) != {"want", "give"}
+            or not isinstance(msg["want"], list) or not isinstance(msg["give"], list)):
+        return problem(400, "checkpoints: want a map with want and give lists")
+    given = [g for g in msg["give"] if isinstance(g, list) and len(g) == 2
+             and isinstance(g[0], bytes) and isinstance(g[1], bytes)]
+    if len(given) != len(msg["give"]):
+        return problem(400, "checkpoints: give must be [author, note] pairs")
+    roster = service.node.require_genesis().roster
+    for author, note in given:
+        if author not in roster:
+            return problem(403, "checkpoint of an author outside the roster")
+        conflict = await service.write(service.book.accept, author, note)
+        if conflict:
+            service.log(conflict)
+    await service.write(service.book.sign_own, service.signer)
+    out = []
+    for author in msg["want"]:
+        if isinstance(author, bytes) and author in roster:
+            held = await service.read(service.book.latest, author)
+            if held is not None:
+                out.append([author, held[1]])
+    return msgpack_response(canonical.encode(out))
+
+
 async def status(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
     peers = peer_status(service.home)
@@ -180,4 +210,5 @@ def make_app(service: NodeService) -> web.Application:
     app.router.add_post("/v1/sync/push", push)
     app.router.add_post("/v1/sync/forks", forks_get)
     app.router.add_post("/v1/sync/forks/push", forks_push)
+    app.router.add_post("/v1/sync/checkpoints", checkpoints)
     return app

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from node.auth import RequestVerifier
+from node.checkpoints import CheckpointBook
 from node.gossip import Gossip
 from node.home import Home
 from node.lab import LabNode
@@ -69,6 +70,10 @@ class NodeService:
     peer_locks: dict[bytes, asyncio.Semaphore] = field(default_factory=dict)
     url: str | None = None
     log: Callable[[str], None] = print
+
+    @property
+    def book(self) -> CheckpointBook:
+        return CheckpointBook(self.node.store, self.node.require_genesis().federation_id)
 
     @classmethod
     def open(cls, home: Home, signer: Signer) -> NodeService:
@@ -128,6 +133,8 @@ def status_of(node: LabNode, peers: list[dict[str, Any]]) -> dict[str, Any]:
         "forks": [{"author": a.hex(), "seq": p.seq, "hashes": [p.first.hash.hex(),
                                                                p.second.hash.hex()]}
                   for a, p in forks.items()],
+        "checkpoint_conflicts": [a.hex() for a, _ in CheckpointBook(
+            node.store, genesis.federation_id).conflicts()],
         "invalid": summary["invalid"],
         "pending": summary["pending"],
     }
