@@ -62,13 +62,14 @@ BATCH = 2000
 BALANCE_CALLS = 20
 CLI_CALLS = 5
 CACHE = Path("/tmp/disco-bench-ledger")
-GENERATOR = "v2"  # bump when the generated mix changes, so old caches are not reused
+GENERATOR = "v3"  # bump when the generated mix changes, so old caches are not reused
 CREDIT_LIMIT = 50_000_000  # 500,000.00 JXC: ~1/3 of the offers stay outstanding
 GENESIS_US = 1_700_000_000_000_000
 STEP_US = 90_000_000  # one entry every 90 s: 1M entries span about 2.9 years
 LAB_NAMES = ("Urban Farm", "Landscaping Coop", "Fab Lab", "Land Trust")
 STREAMS = ("livelihood", "love", "care")
-MEMBERS = 8
+MEMBERS = 8  # to start with; a LAB grows to at most MAX_MEMBERS
+MAX_MEMBERS = 20
 DISCO = [sys.executable, "-c", "from node.cli import run; run()"]
 
 
@@ -210,7 +211,7 @@ class Generator:
                 "amount": rng.randrange(10_000, 5_000_000), "unit": "JXC",
                 "period": time.strftime("%Y-%m", time.gmtime(self.ts / 1e6)),
                 "source": "market sales"})
-        if r < 0.85:
+        if r < 0.85 or len(self.handles[lab]) >= MAX_MEMBERS:
             return self.sign(lab, "member.updated", {"handle": rng.choice(self.handles[lab]),
                                                      "name": "Renamed Member"})
         if r < 0.95:

@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+import msgpack
+
 from federation.bundle import BundleError, Record, read_record_at, read_records
 from federation.errors import GenesisError
 from federation.genesis import Genesis, decode_genesis
@@ -226,7 +228,9 @@ class Auditor:
                 decoded.append((record, decode_entry(record.fields[0])))
             except (ProtocolError, IndexError) as e:
                 decoded.append((record, None))
-                self.violation("", 0, "bad-entry", f"entry record at byte {record.offset}: {e}")
+                author, seq = _where(record.fields[0])
+                self.violation(author, seq, "bad-entry",
+                               f"entry record at byte {record.offset}: {e}")
         good = [e for _, e in decoded if e is not None]
         chunks = [good[i::self.workers] for i in range(self.workers)]
         results = list(self.pool.map(_signatures_ok, chunks))
@@ -298,6 +302,19 @@ class Auditor:
 
         self.report.balances = balances(ledger)
         del genesis
+
+
+def _where(raw: bytes) -> tuple[bytes, int]:
+    """(author, seq) named by an entry that fails to decode, when its header can be
+    read (a damaged body, say); else (b"", 0). Only to say where: nothing is trusted."""
+    try:
+        header = msgpack.unpackb(raw, raw=False)[0]
+        author, seq = header[2], header[3]
+    except Exception:
+        return b"", 0
+    if isinstance(author, bytes) and len(author) == 32 and type(seq) is int and seq > 0:
+        return author, seq
+    return b"", 0
 
 
 def _signatures_ok(entries: list[Entry]) -> list[bool]:

@@ -32,6 +32,11 @@ MAGIC = "bundle"
 BUNDLE_VERSION = 1
 MAX_RECORD = 2 * MAX_ENTRY_SIZE + 1024
 KINDS = ("bundle", "genesis", "checkpoint", "entry", "fork", "end")
+SHAPES: dict[str, tuple[type, ...]] = {
+    "bundle": (int, bytes, int), "genesis": (bytes,), "checkpoint": (bytes, bytes),
+    "entry": (bytes,), "fork": (bytes,),
+}
+"""The field types of each record but ``end`` (a wrong end is reported, not raised)."""
 
 
 class BundleError(DecodeError):
@@ -136,6 +141,10 @@ def read_records(f: BinaryIO) -> Iterator[Record]:
         kind = value[0]
         if count == 0 and (kind != "bundle" or len(value) != 4 or value[1] != BUNDLE_VERSION):
             raise BundleError("not a disco bundle (version 1)")
+        shape = SHAPES.get(kind)
+        if shape is not None and (len(value) != 1 + len(shape) or any(
+                type(v) is not t for v, t in zip(value[1:], shape, strict=False))):
+            raise BundleError(f"bundle: malformed {kind} record at byte {offset}")
         if kind == "end":
             if len(value) != 3 or value[1] != count or value[2] != digest.digest():
                 yield Record("problem", ["bundle-digest", "the end record does not match "

@@ -18,7 +18,7 @@ from federation.genesis import Genesis
 from federation.ledger import Ledger
 from node.store import FORKS, PAGE, FeedStore, is_feed
 from protocol import canonical
-from protocol.entry import Entry, decode_entry
+from protocol.entry import Entry, decode_entry, sha256
 from protocol.errors import ProtocolError
 
 VIEW = "ledger"
@@ -51,11 +51,14 @@ class StoreFeeds:
             page = min(page * 4, PAGE)
 
 
-def summary_of(ledger: Ledger, position: int) -> dict[str, Any]:
-    """The small part of the ledger that ``disco balance`` and ``status`` show."""
+def summary_of(ledger: Ledger, position: int, state: bytes | None = None) -> dict[str, Any]:
+    """The small part of the ledger that ``disco balance`` and ``status`` show.
+
+    ``state``, when given, is ``ledger.encode()`` already made: its hash is the digest.
+    """
     return {
         "position": position,
-        "state_digest": ledger.digest(),
+        "state_digest": ledger.digest() if state is None else sha256(state),
         "balances": sorted([a, u, v] for (a, u), v in ledger.balances.items()),
         "heads": sorted([a, s.seq] for a, s in ledger.labs.items()),
         "invalid": len(ledger.invalid),
@@ -96,13 +99,17 @@ class LedgerProjection:
             ledger, position = Ledger(self.genesis, self.feeds, frozen), 0
         start = position
         since_save = 0
+        feed: dict[str, bool] = {}  # is_feed of the few originators there are
         for nid, originator, _, raw in self.store.notifications(after=position):
             if originator == FORKS:
                 if any(a not in ledger.frozen for a in self.store.fork_proofs()):
                     return self.catch_up(ledger, position, checkpoint_every)
                 position = nid
                 continue
-            if is_feed(originator):
+            is_a_feed = feed.get(originator)
+            if is_a_feed is None:
+                is_a_feed = feed[originator] = is_feed(originator)
+            if is_a_feed:
                 ledger.receive(decode_entry(raw))
             position = nid
             since_save += 1
@@ -114,8 +121,9 @@ class LedgerProjection:
         return ledger, position
 
     def save(self, ledger: Ledger, position: int) -> None:
-        self.store.save_view(VIEW, position, ledger.encode(),
-                             canonical.encode(summary_of(ledger, position)))
+        state = ledger.encode()  # once: the digest is its hash
+        self.store.save_view(VIEW, position, state,
+                             canonical.encode(summary_of(ledger, position, state)))
 
     def rebuild(self) -> tuple[Ledger, int]:
         """Recompute the ledger from nothing over the whole log, and save it."""

@@ -36,6 +36,7 @@ from protocol.errors import (
     LocalProtocolError,
     NonCanonicalError,
     OversizeError,
+    ProtocolError,
     SchemaError,
     UnsupportedVersionError,
     WrongAuthorError,
@@ -209,7 +210,10 @@ class Entry:
         """The decoded body map, or None when redacted. Raises :class:`DecodeError`."""
         if self.body is None:
             return None
-        value = canonical.decode(self.body, max_size=MAX_ENTRY_SIZE, what=f"body of {self.where}")
+        value = _plain_canonical_map(self.body)
+        if value is None:  # the full check, which says what is wrong (if anything)
+            value = canonical.decode(self.body, max_size=MAX_ENTRY_SIZE,
+                                     what=f"body of {self.where}")
         if not isinstance(value, dict):
             raise SchemaError(f"body of {self.where}: want a map")
         return value
@@ -217,6 +221,40 @@ class Entry:
     @property
     def where(self) -> str:
         return f"{short(self.header.author)}#{self.header.seq}"
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """True when ``canonical.encode(value)`` is plainly ``msgpack.packb(value)``: only
+    canonical types, str map keys already in sorted order, shallow nesting. (Code point
+    order is UTF-8 byte order; a str that is not UTF-8 encodable fails ``packb``.)"""
+    t = type(value)
+    if t is str or t is bytes or t is int or t is bool or value is None:
+        return True
+    if depth >= 8:
+        return False
+    if t is list:
+        return all(_plain(v, depth + 1) for v in value)
+    if t is dict:
+        keys = list(value)
+        return (all(type(k) is str for k in keys) and keys == sorted(keys)
+                and all(_plain(v, depth + 1) for v in value.values()))
+    return False
+
+
+def _plain_canonical_map(data: bytes) -> dict[str, Any] | None:
+    """``canonical.decode(data)`` when that is a map and plainly canonical, without
+    its re-encoding walk; None otherwise (the caller then runs the full check)."""
+    try:
+        value = canonical.unpack(data, max_size=MAX_ENTRY_SIZE, what="body")
+    except ProtocolError:
+        return None
+    if type(value) is not dict or not _plain(value, 1):
+        return None
+    try:
+        again = msgpack.packb(value, use_bin_type=True)
+    except (OverflowError, UnicodeEncodeError, TypeError, ValueError):
+        return None
+    return value if again == data else None
 
 
 def sign_entry(
@@ -269,19 +307,36 @@ def decode_entry(raw: bytes) -> Entry:
     problem = _header_problem(*hdr[1:])
     if problem:
         raise SchemaError(f"entry header: {problem}")
-    where = f"{short(hdr[2])}#{hdr[3]}"
     if not isinstance(signature, bytes) or len(signature) != 64:
-        raise SchemaError(f"entry {where}: signature must be bin 64")
+        raise SchemaError(f"entry {_where(hdr)}: signature must be bin 64")
     if body is not None and not isinstance(body, bytes):
-        raise SchemaError(f"entry {where}: body must be bin or nil")
+        raise SchemaError(f"entry {_where(hdr)}: body must be bin or nil")
     header_bytes = msgpack.packb(hdr, use_bin_type=True)
     again = msgpack.packb([hdr, signature, body], use_bin_type=True)
     if again != raw:
-        raise NonCanonicalError(f"entry {where} is not canonical msgpack")
-    header = Header(*hdr[1:])
+        raise NonCanonicalError(f"entry {_where(hdr)} is not canonical msgpack")
+    header = _checked_header(hdr)
     if body is not None and sha256(body) != header.body_hash:
-        raise BodyHashMismatchError(f"entry {where}: body does not match body_hash")
+        raise BodyHashMismatchError(f"entry {_where(hdr)}: body does not match body_hash")
     return Entry(header, signature, body, raw, sha256(header_bytes), header_bytes)
+
+
+def _where(hdr: list[Any]) -> str:
+    return f"{short(hdr[2])}#{hdr[3]}"
+
+
+_HEADER_FIELDS = tuple(Header.__dataclass_fields__)
+_new_object = object.__new__
+_set_field = object.__setattr__
+
+
+def _checked_header(hdr: list[Any]) -> Header:
+    """``Header(*hdr[1:])`` for fields :func:`_header_problem` has just accepted,
+    without checking them a second time."""
+    header = _new_object(Header)
+    for name, value in zip(_HEADER_FIELDS, hdr[1:], strict=True):
+        _set_field(header, name, value)
+    return header
 
 
 def verifying_key(author: bytes, seq: int) -> bytes:

@@ -53,8 +53,11 @@ def test_new_user_journey_then_tampering_is_caught(cli: Cli, tmp_path: Path) -> 
     assert cli("verify", home=farm).returncode == 0
     assert cli("verify", home=fab).returncode == 0
 
-    # Change one byte of one stored entry inside the SQLite file.
+    # Change one byte of one stored entry inside the SQLite file (first folding the
+    # write-ahead log into it, so that the entry's bytes are in the file itself).
     db = farm / "ledger.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = bytearray(db.read_bytes())
     at = data.find(b"note-love-unique")
     assert at > 0, "entry bytes not found in the database file"
