@@ -197,3 +197,10 @@ def test_sqlite_file_is_an_eventsourcing_store(cli: Cli, tmp_path: Path) -> None
         rows = db.execute("SELECT originator_id, originator_version, topic "
                           "FROM stored_events ORDER BY rowid").fetchall()
     assert rows == [(a, 1, "lab.joined")]
+
+
+def test_cli_reference_in_docs_is_current() -> None:
+    from node.cli.reference import render
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+    assert path.read_text(encoding="utf-8") == render(), "run 'make docs'"
