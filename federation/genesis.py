@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +66,12 @@ class Genesis:
     def encode(self) -> bytes:
         return canonical.encode(self.document())
 
-    @property
+    @cached_property
     def federation_id(self) -> bytes:
+        """SHA-256 of the canonical document (computed once)."""
         return sha256(self.encode())
 
-    @property
+    @cached_property
     def roster(self) -> dict[bytes, str]:
         """LAB id -> name, for every member LAB."""
         return {lab.id: lab.name for lab in self.labs}
