@@ -91,11 +91,16 @@ class PeerClient:
         decoder = EntryStreamDecoder()
         batch: list[bytes] = []
         async with await self._post("/v1/sync/pull", encode_wants(wants, limit)) as r:
-            async for chunk in r.content.iter_chunked(64 * 1024):
-                batch += decoder.feed(chunk)
-                if len(batch) >= INGEST_BATCH:
-                    yield batch
-                    batch = []
+            try:
+                async for chunk in r.content.iter_chunked(64 * 1024):
+                    batch += decoder.feed(chunk)
+                    if len(batch) >= INGEST_BATCH:
+                        yield batch
+                        batch = []
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
+                # The peer went away mid-stream: what arrived whole was stored.
+                raise PeerError(f"{self.url}: pull cut off: {type(e).__name__}: {e}"
+                                ) from None
         decoder.close()
         if batch:
             yield batch

@@ -30,14 +30,25 @@ async def run_round(service: NodeService, session: aiohttp.ClientSession, url: s
     except PeerError as e:
         service.gossip.failed(url, loop.time(), str(e))
         service.log(f"sync with {url} failed: {e}")
+    except Exception as e:  # a local failure (e.g. the store busy): retry, never drop the peer
+        service.gossip.failed(url, loop.time(), f"{type(e).__name__}: {e}")
+        service.log(f"sync with {url} failed here: {type(e).__name__}: {e}")
     else:
-        service.gossip.succeeded(url, loop.time())
         peer = service.gossip.peers.get(url)
+        # The schedule set next_due to infinity for the round; lower means a nudge came
+        # in meanwhile (new entries), which must not be lost to the regular interval.
+        nudged = peer is not None and peer.next_due != float("inf")
+        service.gossip.succeeded(url, loop.time())
         if peer is not None:
             peer.last_contact = time.time()
-        if result.pulled:
+            if nudged:
+                peer.next_due = loop.time()
+        if result.pulled or result.forks:
             service.gossip.nudge(loop.time())  # relay what we learned
-            await service.write(service.node.ledger)
+            try:
+                await service.write(service.node.ledger)
+            except Exception as e:
+                service.log(f"ledger catch-up failed: {type(e).__name__}: {e}")
     service.save_peer_state()
 
 

@@ -155,6 +155,8 @@ async def forks_push(request: web.Request) -> web.StreamResponse:
             service.log(f"fork proof received for {proof.author.hex()} at seq {proof.seq}: "
                         "feed frozen")
             new += 1
+    if new:
+        service.gossip.nudge(asyncio.get_running_loop().time())  # relay the proof
     return web.json_response({"stored": new})
 
 

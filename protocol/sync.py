@@ -112,6 +112,7 @@ class EntryStreamDecoder:
             max_map_len=0, max_ext_len=0, max_buffer_size=2 * MAX_ENTRY_SIZE + 16)
         self._count = 0
         self._fed = 0
+        self._done = 0  # stream offset just past the last complete item
 
     def feed(self, chunk: bytes) -> list[bytes]:
         out: list[bytes] = []
@@ -127,6 +128,7 @@ class EntryStreamDecoder:
                         raise DecodeError(f"entry stream item {self._count}: "
                                           f"got {type(item).__name__}, want bin")
                     self._count += 1
+                    self._done = self._unpacker.tell()
                     out.append(item)
             except DecodeError:
                 raise
@@ -142,7 +144,9 @@ class EntryStreamDecoder:
 
     def close(self) -> None:
         """Raise :class:`DecodeError` if the stream ended inside an item."""
-        if self._unpacker.tell() != self._fed:
+        # Not the unpacker's tell(): it counts the bytes of a header read before
+        # the item's data, so a stream cut just after a header would pass.
+        if self._done != self._fed:
             raise DecodeError(f"entry stream ends inside item {self._count}")
 
 

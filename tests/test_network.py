@@ -6,17 +6,23 @@ it ends, pass or fail.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
+from eventsourcing.persistence import OperationalError
 
 from federation.genesis import Lab, create_genesis
+from node import scheduler
+from node.client import PeerError, RoundResult, sync_round
 from node.home import Home
 from node.lab import LabNode
 from node.server import MAX_BODY
-from node.service import now_ms
+from node.service import NodeService, now_ms
 from protocol.entry import MAX_ENTRY_SIZE, Entry, decode_entry, sign_entry
 from protocol.keys import Signer
 from protocol.sync import MEDIA_TYPE, EntryStreamDecoder, encode_frontier, encode_wants
@@ -59,15 +65,17 @@ def _view(node: NodeProcess) -> dict[str, Any]:
     return {"frontier": s["frontier"], "state_digest": s["state_digest"], "forks": s["forks"]}
 
 
-def _converged(procs: list[NodeProcess], want: dict[str, int]) -> list[dict[str, Any]] | None:
+def _converged(procs: list[NodeProcess], want: dict[str, int]) -> list[dict[str, Any]]:
+    """The statuses once every node holds ``want`` ({lab: seq}) with the same heads and
+    digest; else raise AssertionError saying how far each node is (for wait_until)."""
     statuses = [p.status() for p in procs]
     frontiers = [{a: h["seq"] for a, h in s["frontier"].items()} for s in statuses]
-    if any(f != want for f in frontiers):
-        return None
-    if len({repr(s["frontier"]) for s in statuses}) != 1:
-        return None
-    if len({s["state_digest"] for s in statuses}) != 1:
-        return None
+    heads = {tuple(sorted((a, h["head"]) for a, h in s["frontier"].items()))
+             for s in statuses}
+    digests = {s["state_digest"] for s in statuses}
+    if any(f != want for f in frontiers) or len(heads) != 1 or len(digests) != 1:
+        raise AssertionError([(p.home.name, f, s["state_digest"][:8])
+                              for p, f, s in zip(procs, frontiers, statuses, strict=True)])
     return statuses
 
 
@@ -92,7 +100,8 @@ def test_five_nodes_in_a_line_converge_while_all_write(tmp_path: Path, nodes: No
 
     def write(home: Home) -> int:
         add_member(home)
-        return author_contributions(home, per_node, batch=50)
+        # In batches, with pauses, so that gossip runs while every node writes.
+        return author_contributions(home, per_node, batch=25, pause=0.15)
 
     assert in_parallel([lambda h=h: write(h) for h in homes]) == [per_node] * 5
 
@@ -111,6 +120,8 @@ def test_five_nodes_in_a_line_converge_while_all_write(tmp_path: Path, nodes: No
     for home in homes:
         with LabNode.open(home) as node:
             heads.add(tuple(sorted(node.frontier().items())))
+            # The digest the node served equals one recomputed from nothing.
+            assert node.rebuild().digest().hex() == statuses[0]["state_digest"], home.name
     assert len(heads) == 1
     _verify_cli(cli, [h.path for h in homes])
 
@@ -120,35 +131,49 @@ def test_five_nodes_in_a_line_converge_while_all_write(tmp_path: Path, nodes: No
 
 def test_node_killed_mid_sync_recovers_and_verifies(tmp_path: Path, nodes: Nodes,
                                                     cli: Cli) -> None:
-    total = 20_000
+    total = 20_002  # lab.joined, member.added and 20 000 contributions
     fed = federation(tmp_path, ["Big", "Fresh"])
     big, fresh = fed.homes
     add_member(big)
-    author_contributions(big, total, batch=1000)
+    author_contributions(big, total - 2, batch=1000)
+    big_hex = big.lab_id.hex()
 
     source = nodes.start_one(big.path)
     set_peers(fresh, [source.url])
     sink = nodes.start_one(fresh.path)
-    big_hex = big.lab_id.hex()
 
-    def partly_pulled() -> int:
-        seq = sink.frontier().get(big_hex, 0)
-        assert seq < total + 2, "the pull finished before the node could be killed"
-        return seq
+    def pulling(node: NodeProcess, above: int) -> int:
+        seq = node.frontier().get(big_hex, 0)
+        assert seq < total, "the pull finished before a node could be killed"
+        return seq if seq > above else 0
 
-    got = wait_until(partly_pulled, timeout=60, interval=0.1, what="the pull to start")
+    # The pulling node dies (kill -9) in the middle of the stream.
+    got = wait_until(lambda: pulling(sink, 0), timeout=60, interval=0.1,
+                     what="the pull to start")
     sink.kill()
     assert sink.proc.returncode == -9
-    assert 0 < got < total + 2
+    sink = nodes.start_one(fresh.path)
 
-    restarted = nodes.start_one(fresh.path)
-    want = {big_hex: total + 2, fresh.lab_id.hex(): 1}
-    statuses = wait_until(lambda: _converged([source, restarted], want), timeout=90,
-                          what="the restarted node to converge")
+    # Then, while the restarted node pulls again, the node it pulls from dies.
+    wait_until(lambda: pulling(sink, got), timeout=60, interval=0.1,
+               what="the pull to resume")
+    source.kill()
+    wait_until(lambda: any(f"sync with {source.url} failed" in line
+                           for line in sink.log_lines), timeout=30,
+               what="the node to notice its peer is gone")
+    assert sink.running
+    source = nodes.start_one(big.path)
+    set_peers(fresh, [source.url])
+
+    want = {big_hex: total, fresh.lab_id.hex(): 1}
+    statuses = wait_until(lambda: _converged([source, sink], want), timeout=90,
+                          what="the restarted nodes to converge")
     assert statuses[0]["state_digest"] == statuses[1]["state_digest"]
+    assert not any("Traceback" in line or "failed here" in line for line in sink.log_lines), (
+        sink.log)
     nodes.stop_all()
     _verify_cli(cli, [fresh.path, big.path])
-    assert feed_seqs(fresh)[big_hex] == list(range(1, total + 3))
+    assert feed_seqs(fresh)[big_hex] == list(range(1, total + 1))
 
 
 # -- 3. a peer sending bad entries --------------------------------------------------------
@@ -198,6 +223,7 @@ def test_bad_pushes_get_a_reason_and_change_nothing(tmp_path: Path, nodes: Nodes
         ("garbage", b"\xc1\xc1 this is not msgpack", 400, "entry stream item 0"),
         ("not a bin item", b"\x81\xa1a\x01", 400, "entry stream item 0"),
         ("truncated", stream(raws[2:3])[:-3], 400, "ends inside item"),
+        ("cut after a header", stream(raws[2:3]) + b"\xc5\x01", 400, "ends inside item 1"),
         ("not an entry", stream([b"hello"]), 400, "trailing bytes"),
         ("non-canonical entry", stream([non_canonical]), 400, "not canonical"),
         ("wrong signature", stream([bad_signature]), 400, "signature does not verify"),
@@ -364,3 +390,105 @@ def test_nodes_in_sync_settle_it_in_one_small_request(tmp_path: Path, nodes: Nod
     with LabNode.open(near) as node:
         ours = {a.hex(): s for a, (s, _) in node.frontier().items()}
     assert peer.frontier() == ours == {h.lab_id.hex(): 2 for h in fed.homes}
+
+
+# -- a peer that dies in the middle of a stream; local failures in a round ---------------
+
+
+async def test_a_peer_cut_off_mid_stream_fails_the_round_cleanly(tmp_path: Path) -> None:
+    fed = federation(tmp_path, ["Puller", "Dying"])
+    puller, dying = fed.homes
+    add_member(dying)
+    author_contributions(dying, 1198, batch=600)
+    raws = feed_raws(dying, dying.lab_id)
+    data = stream(raws)
+
+    async def frontier(request: web.Request) -> web.Response:
+        head = decode_entry(raws[-1])
+        return web.Response(body=encode_frontier({dying.lab_id: (head.seq, head.hash)}),
+                            content_type=MEDIA_TYPE)
+
+    async def pull(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": MEDIA_TYPE})
+        await response.prepare(request)
+        await response.write(data[:len(data) * 2 // 3])   # then the peer dies
+        assert request.transport is not None
+        request.transport.abort()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/sync/frontier", frontier)
+    app.router.add_post("/v1/sync/pull", pull)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    service = NodeService.open(puller, puller.signer())
+    try:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(PeerError, match="cut off"):
+                await sync_round(service, session, url)
+    finally:
+        service.close()
+        await runner.cleanup()
+    seqs = feed_seqs(puller)[dying.lab_id.hex()]
+    assert 500 <= len(seqs) < len(raws)          # whole batches that arrived were kept
+    assert seqs == list(range(1, len(seqs) + 1))
+    with LabNode.open(puller) as node:
+        assert node.verify() == []
+
+
+async def test_a_local_failure_in_a_round_does_not_drop_the_peer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fed = federation(tmp_path, ["Here", "There"])
+    url = "http://127.0.0.1:9"
+    service = NodeService.open(fed.homes[0], fed.homes[0].signer())
+    lines: list[str] = []
+    service.log = lines.append
+    service.gossip.set_peers([url])
+
+    async def broken(*args: Any) -> RoundResult:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(scheduler, "sync_round", broken)
+    loop = asyncio.get_running_loop()
+    try:
+        async with aiohttp.ClientSession() as session:
+            service.gossip.peers[url].next_due = float("inf")  # as the schedule does
+            await scheduler.run_round(service, session, url)
+    finally:
+        service.close()
+    peer = service.gossip.peers[url]
+    assert peer.failures == 1 and "database is locked" in (peer.last_error or "")
+    assert loop.time() < peer.next_due < loop.time() + service.gossip.interval
+    assert any("failed" in line and "database is locked" in line for line in lines)
+
+
+async def test_new_entries_during_a_round_make_the_peer_due_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fed = federation(tmp_path, ["Here", "There"])
+    url = "http://127.0.0.1:9"
+    service = NodeService.open(fed.homes[0], fed.homes[0].signer())
+    service.log = lambda line: None
+    service.gossip.set_peers([url])
+
+    async def round_with_a_push_meanwhile(*args: Any) -> RoundResult:
+        service.gossip.nudge(asyncio.get_running_loop().time())  # e.g. a peer pushed to us
+        return RoundResult(in_sync=True, requests=1)
+
+    monkeypatch.setattr(scheduler, "sync_round", round_with_a_push_meanwhile)
+    loop = asyncio.get_running_loop()
+    try:
+        async with aiohttp.ClientSession() as session:
+            service.gossip.peers[url].next_due = float("inf")
+            await scheduler.run_round(service, session, url)
+            assert service.gossip.due(loop.time()) == [url]
+            # Without a nudge, the next round waits for the regular interval.
+            service.gossip.peers[url].next_due = float("inf")
+            monkeypatch.setattr(scheduler, "sync_round",
+                                lambda *a: asyncio.sleep(0, RoundResult(in_sync=True)))
+            await scheduler.run_round(service, session, url)
+            assert service.gossip.due(loop.time()) == []
+    finally:
+        service.close()
