@@ -148,6 +148,7 @@ class FeedStore:
                 _ensure_postgres_schema(config)
             self.factory = InfrastructureFactory.construct(env=config.environment())
             self.recorder: ProcessRecorder = self.factory.process_recorder()
+            self._create_view_tables()
         except StoreError:
             raise
         except (PersistenceError, OSError, sqlite3.Error) as e:
@@ -286,49 +287,72 @@ class FeedStore:
         raise StoreError("could not store a fork proof after 20 conflicts")
 
     # -- projection views (state saved atomically with a tracking record) -------
-
-    def _views_table(self) -> str:
-        if self.config.backend == "postgres":
-            return f'"{self.config.schema or "public"}".ledger_views'
-        return "ledger_views"
+    #
+    # A view is a projection's saved state at a notification position. The state and
+    # its summary live in two tables (SQLite reads a column stored after a large blob
+    # by walking the blob's pages, so the summary gets a row of its own). A save never
+    # replaces a state saved at a later position, and records the eventsourcing
+    # tracking record in the same transaction, whose first statement is a write: a
+    # read-then-write transaction would fail at once in SQLite when another process
+    # committed in between.
 
     def _view_sql(self, sql: str) -> str:
-        sql = sql.replace("{t}", self._views_table())
-        return sql.replace("?", "%s") if self.config.backend == "postgres" else sql
+        if self.config.backend == "postgres":
+            schema = f'"{self.config.schema or "public"}".'
+            sql = sql.replace("{t}", schema + "projection_views")
+            sql = sql.replace("{s}", schema + "projection_summaries")
+            return sql.replace("?", "%s")
+        return sql.replace("{t}", "projection_views").replace("{s}", "projection_summaries")
 
-    def _ensure_views(self, c: Any) -> None:
+    def _create_view_tables(self) -> None:
         blob = "BYTEA" if self.config.backend == "postgres" else "BLOB"
-        c.execute(self._view_sql(
-            f"CREATE TABLE IF NOT EXISTS {{t}} (name TEXT PRIMARY KEY, state {blob}, "
-            f"summary {blob})"))
+        datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
+        with datastore.transaction(commit=True) as c:
+            for table, column in (("{t}", "state"), ("{s}", "summary")):
+                c.execute(self._view_sql(
+                    f"CREATE TABLE IF NOT EXISTS {table} (name TEXT PRIMARY KEY, "
+                    f"pos BIGINT NOT NULL, {column} {blob})"))
 
     def load_view(self, name: str, *, state: bool = True) -> tuple[int, bytes | None,
                                                                    bytes | None]:
-        """(tracked notification id, state, summary) of a projection; (0, None, None) if none."""
-        datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
-        with datastore.transaction(commit=True) as c:
-            self._ensure_views(c)
-            column = "state" if state else "NULL"
-            c.execute(self._view_sql(f"SELECT {column}, summary FROM {{t}} WHERE name=?"),
-                      [name])
-            row = c.fetchone()
-        position = self.recorder.max_tracking_id(name) or 0
-        if row is None:
-            return position, None, None
-        values = list(row.values()) if isinstance(row, dict) else list(row)
-        return position, _bytes(values[0]), _bytes(values[1])
+        """(position, state, summary) of a projection; (0, None, None) if none saved.
 
-    def save_view(self, name: str, position: int, state: bytes, summary: bytes) -> None:
-        """Store a projection's state and summary with its tracking record, atomically."""
+        With ``state=False`` only the small summary is read (the position is then
+        the summary's, the same as the state's: they are saved together).
+        """
         datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
-        saved = self.recorder.max_tracking_id(name) or 0
+        with datastore.transaction(commit=False) as c:
+            c.execute(self._view_sql("SELECT pos, summary FROM {s} WHERE name=?"), [name])
+            summary_row = c.fetchone()
+            state_row = None
+            if state:
+                c.execute(self._view_sql("SELECT pos, state FROM {t} WHERE name=?"), [name])
+                state_row = c.fetchone()
+        summary_pos, summary = _row(summary_row)
+        if not state:
+            return summary_pos, None, summary
+        state_pos, saved = _row(state_row)
+        return state_pos, saved, summary if summary_pos == state_pos else None
+
+    def save_view(self, name: str, position: int, state: bytes, summary: bytes) -> bool:
+        """Store a projection's state and summary at ``position`` with its tracking
+        record, atomically. Returns False (and changes nothing) when a state at a
+        later position is already saved (by another process, say)."""
+        datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
+        upsert = ("INSERT INTO {t} VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                  "pos = excluded.pos, {c} = excluded.{c} WHERE {t}.pos <= excluded.pos")
         with datastore.transaction(commit=True) as c:
-            self._ensure_views(c)
-            c.execute(self._view_sql("DELETE FROM {t} WHERE name=?"), [name])
-            c.execute(self._view_sql("INSERT INTO {t} VALUES (?, ?, ?)"),
-                      [name, state, summary])
-            if position > saved:
+            c.execute(self._view_sql(upsert.replace("{c}", "state")),
+                      [name, position, state])
+            c.execute(self._view_sql("SELECT pos FROM {t} WHERE name=?"), [name])
+            if _row(c.fetchone())[0] != position:
+                return False
+            c.execute(self._view_sql(upsert.replace("{t}", "{s}").replace("{c}", "summary")),
+                      [name, position, summary])
+            tracked = self.recorder._max_tracking_id(name, c)  # type: ignore[attr-defined]
+            if position > (tracked or 0):
                 self.recorder._insert_tracking(c, Tracking(name, position))  # type: ignore[attr-defined]
+        return True
 
     # -- verification ----------------------------------------------------------
 
@@ -379,6 +403,14 @@ class FeedStore:
 
 def _bytes(value: Any) -> bytes | None:
     return None if value is None else bytes(value)
+
+
+def _row(row: Any) -> tuple[int, bytes | None]:
+    """(pos, blob) of a views row from either backend; (0, None) for no row."""
+    if row is None:
+        return 0, None
+    values = list(row.values()) if isinstance(row, dict) else list(row)
+    return int(values[0]), _bytes(values[1]) if len(values) > 1 else None
 
 
 def _code(error: ProtocolError) -> str:

@@ -153,8 +153,12 @@ def test_projection_views_and_fork_proofs(store_config: StoreConfig) -> None:
         store.save_view("v", 3, b"state-1", b"summary-1")
         assert store.load_view("v") == (3, b"state-1", b"summary-1")
         assert store.load_view("v", state=False) == (3, None, b"summary-1")
-        store.save_view("v", 3, b"state-2", b"summary-2")  # same position: blobs only
+        assert store.save_view("v", 3, b"state-2", b"summary-2")  # same position
         assert store.load_view("v") == (3, b"state-2", b"summary-2")
+        # A save from an older position (another process lagging) changes nothing.
+        assert store.save_view("v", 2, b"old", b"old") is False
+        assert store.load_view("v") == (3, b"state-2", b"summary-2")
+        assert store.recorder.max_tracking_id("v") == 3
         proof = make_fork_proof(entries[2], other)
         assert store.add_fork_proof(proof) is True
         assert store.add_fork_proof(proof) is False
