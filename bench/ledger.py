@@ -44,8 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._limits import log, peak_rss_mb, report
 from federation.genesis import Genesis, Lab, create_genesis, write_genesis_file
@@ -54,6 +53,7 @@ from node.store import FeedStore, StoreConfig
 from protocol.entry import Entry, Ref, sha256, sign_entry
 from protocol.keys import Signer, save_private_key
 
+REPO = Path(__file__).resolve().parent.parent
 TARGET = 0.25
 RSS_TARGET_MB = 300
 BALANCE_TARGET = 2.0
@@ -122,7 +122,7 @@ class Generator:
         for lab, name in enumerate(LAB_NAMES):
             yield self.sign(lab, "lab.joined", {"federation": self.fid, "name": name})
         for lab in range(len(LAB_NAMES)):
-            for m in range(MEMBERS):
+            for _ in range(MEMBERS):
                 yield self.member(lab)
         while self.count < n:
             lab = rng.randrange(len(self.keys))
@@ -273,25 +273,26 @@ def node_home(store: Path, genesis: Genesis, key: Signer) -> Path:
 # -- measuring ------------------------------------------------------------------
 
 
-def read_rate(path: Path) -> tuple[int, float]:
-    """(notifications, notifications/s) of one raw pass over the whole store."""
+def read_rate(path: Path) -> tuple[int, float, float]:
+    """(notifications, per wall second, per CPU second) of one raw pass over the store."""
     with FeedStore(StoreConfig("sqlite", path=path)) as store:
         count = 0
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in store.notifications():
             count += 1
-        elapsed = time.perf_counter() - start
-    return count, count / elapsed
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return count, count / elapsed, count / cpu
 
 
 def catch_up_child(path: str, genesis: Genesis) -> dict[str, Any]:
     """Run in a fresh spawned process: rebuild the projection from zero, timed."""
     with FeedStore(StoreConfig("sqlite", path=Path(path))) as store:
         rss_before = peak_rss_mb()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         ledger, position = LedgerProjection(store, genesis).rebuild()
-        elapsed = time.perf_counter() - start
-        return {"seconds": elapsed, "position": position, "digest": ledger.digest().hex(),
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        return {"seconds": elapsed, "cpu_seconds": cpu, "position": position,
+                "digest": ledger.digest().hex(),
                 "offers": len(ledger.offers), "invalid": len(ledger.invalid),
                 "pending": len(ledger.pending), "peak_rss_mb": peak_rss_mb(),
                 "rss_before_mb": rss_before,
@@ -319,43 +320,60 @@ def profile_catch_up(path: Path, genesis: Genesis) -> None:
     stats.sort_stats("cumulative").print_stats(30)
 
 
-def balance_ms(path: Path, genesis: Genesis) -> dict[str, float]:
-    """Median ms of summary() on an open store, and of open + summary() + close."""
+def caught_up(path: Path, genesis: Genesis) -> None:
+    """Make sure the saved projection of ``path`` is at the head of its log (untimed)."""
     with FeedStore(StoreConfig("sqlite", path=path)) as store:
-        projection = LedgerProjection(store, genesis)
         if store.load_view("ledger", state=False)[0] < store.max_notification_id():
             log(f"  catching up {path.name} first (not timed) ...")
-            projection.rebuild()
-        top = store.max_notification_id()
-        times = []
+            LedgerProjection(store, genesis).rebuild()
+
+
+def balance_ms(paths: list[Path], genesis: Genesis) -> list[dict[str, float]]:
+    """Per store: median ms of summary() on an open store, and of open + summary() +
+    close. The stores are measured in turns, call by call, so that a busy moment of
+    the machine does not land on one of them only."""
+    for path in paths:
+        caught_up(path, genesis)
+    stores = [FeedStore(StoreConfig("sqlite", path=p)) for p in paths]
+    try:
+        projections = [LedgerProjection(s, genesis) for s in stores]
+        tops = [s.max_notification_id() for s in stores]
+        times: list[list[float]] = [[] for _ in paths]
         for i in range(BALANCE_CALLS + 2):
-            start = time.perf_counter()
-            summary = projection.summary()
-            if i >= 2:
-                times.append(time.perf_counter() - start)
-            assert summary["position"] == top, "summary() had to catch up"
-    opened = []
+            for k, projection in enumerate(projections):
+                start = time.perf_counter()
+                summary = projection.summary()
+                if i >= 2:
+                    times[k].append(time.perf_counter() - start)
+                assert summary["position"] == tops[k], "summary() had to catch up"
+    finally:
+        for s in stores:
+            s.close()
+    opened: list[list[float]] = [[] for _ in paths]
     for _ in range(BALANCE_CALLS):
-        start = time.perf_counter()
-        with FeedStore(StoreConfig("sqlite", path=path)) as store:
-            LedgerProjection(store, genesis).summary()
-        opened.append(time.perf_counter() - start)
-    return {"summary_ms": statistics.median(times) * 1000,
-            "open_summary_ms": statistics.median(opened) * 1000}
+        for k, path in enumerate(paths):
+            start = time.perf_counter()
+            with FeedStore(StoreConfig("sqlite", path=path)) as store:
+                LedgerProjection(store, genesis).summary()
+            opened[k].append(time.perf_counter() - start)
+    return [{"summary_ms": statistics.median(t) * 1000,
+             "open_summary_ms": statistics.median(o) * 1000}
+            for t, o in zip(times, opened, strict=True)]
 
 
-def cli_balance_ms(home: Path) -> float:
-    """Median ms of the real ``disco balance --json`` subprocess."""
+def cli_balance_ms(homes: list[Path]) -> list[float]:
+    """Median ms of the real ``disco balance --json`` subprocess, per home, in turns."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("DISCO_HOME", None)
-    times = []
+    times: list[list[float]] = [[] for _ in homes]
     for _ in range(CLI_CALLS):
-        start = time.perf_counter()
-        out = subprocess.run([*DISCO, "--home", str(home), "balance", "--json"], env=env,
-                             capture_output=True, text=True, timeout=600, check=True)
-        times.append(time.perf_counter() - start)
-        assert "balances" in json.loads(out.stdout)
-    return statistics.median(times) * 1000
+        for k, home in enumerate(homes):
+            start = time.perf_counter()
+            out = subprocess.run([*DISCO, "--home", str(home), "balance", "--json"], env=env,
+                                 capture_output=True, text=True, timeout=600, check=True)
+            times[k].append(time.perf_counter() - start)
+            assert "balances" in json.loads(out.stdout)
+    return [statistics.median(t) * 1000 for t in times]
 
 
 def main() -> None:
@@ -375,25 +393,29 @@ def main() -> None:
     small = store_for(SMALL_N, genesis, keys, args.rebuild_cache)
 
     log("(a) raw notification read ...")
-    count, read1 = read_rate(big)
-    log(f"  {count:,} notifications at {read1:,.0f}/s")
+    count, read1, read1_cpu = read_rate(big)
+    log(f"  {count:,} notifications at {read1:,.0f}/s ({read1_cpu:,.0f} per CPU second)")
     log("(b, c) projection catch-up from zero, in a spawned child ...")
     child = catch_up(big, genesis)
     assert child["position"] == count, (child["position"], count)
     catch_up_per_s = count / child["seconds"]
-    log(f"  {count:,} entries in {child['seconds']:.1f} s: {catch_up_per_s:,.0f}/s; "
+    catch_up_cpu_per_s = count / child["cpu_seconds"]
+    log(f"  {count:,} entries in {child['seconds']:.1f} s: {catch_up_per_s:,.0f}/s "
+        f"({catch_up_cpu_per_s:,.0f} per CPU second); "
         f"peak RSS {child['peak_rss_mb']} MB (before: {child['rss_before_mb']} MB); "
         f"offers {child['offers']:,}, invalid {child['invalid']:,}, "
         f"pending {child['pending']}")
     log(f"  balances {child['balances']}")
-    _, read2 = read_rate(big)
-    read_per_s = max(read1, read2)
-    log(f"  raw read again: {read2:,.0f}/s; using the best, {read_per_s:,.0f}/s")
+    _, read2, read2_cpu = read_rate(big)
+    read_per_s, read_cpu_per_s = max(read1, read2), max(read1_cpu, read2_cpu)
+    log(f"  raw read again: {read2:,.0f}/s ({read2_cpu:,.0f} per CPU second); using the "
+        f"best, {read_per_s:,.0f}/s")
     ratio = catch_up_per_s / read_per_s
+    ratio_cpu = catch_up_cpu_per_s / read_cpu_per_s
+    log(f"  ratio {ratio:.3f} (wall), {ratio_cpu:.3f} (CPU time); target {TARGET}")
 
     log("(d) balance: summary() at N and at 10k ...")
-    at_n = balance_ms(big, genesis)
-    at_small = balance_ms(small, genesis)
+    at_n, at_small = balance_ms([big, small], genesis)
     balance_ratio = at_n["summary_ms"] / at_small["summary_ms"]
     open_ratio = at_n["open_summary_ms"] / at_small["open_summary_ms"]
     log(f"  summary(): {at_n['summary_ms']:.3f} ms at N, {at_small['summary_ms']:.3f} ms "
@@ -401,8 +423,8 @@ def main() -> None:
         f"{at_small['open_summary_ms']:.2f} ms (x{open_ratio:.2f})")
     cli: dict[str, Any] = {}
     if not args.no_cli:
-        cli_n = cli_balance_ms(node_home(big, genesis, keys[0]))
-        cli_small = cli_balance_ms(node_home(small, genesis, keys[0]))
+        cli_n, cli_small = cli_balance_ms([node_home(big, genesis, keys[0]),
+                                           node_home(small, genesis, keys[0])])
         cli = {"cli_balance_ms_n": cli_n, "cli_balance_ms_10k": cli_small,
                "cli_balance_ratio": cli_n / cli_small}
         log(f"  disco balance --json: {cli_n:.0f} ms at N, {cli_small:.0f} ms at 10k "
@@ -415,6 +437,8 @@ def main() -> None:
           and balance_ratio <= BALANCE_TARGET)
     report("ledger", n=count, read_per_s=read_per_s, catch_up_per_s=catch_up_per_s,
            catch_up_s=child["seconds"], ratio=ratio, target=TARGET,
+           read_cpu_per_s=read_cpu_per_s, catch_up_cpu_per_s=catch_up_cpu_per_s,
+           ratio_cpu=ratio_cpu,
            peak_rss_mb=child["peak_rss_mb"], rss_target_mb=RSS_TARGET_MB,
            balance_ms_n=at_n["summary_ms"], balance_ms_10k=at_small["summary_ms"],
            balance_ratio=balance_ratio, balance_target=BALANCE_TARGET,

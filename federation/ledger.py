@@ -140,6 +140,10 @@ class Ledger:
         self.federation_id = genesis.federation_id
         self.roster = genesis.roster
         self.units = dict(genesis.units)
+        # One bytes/str object per LAB id and unit, shared by every record that names
+        # it (equal values, less memory: a ledger holds one Offer per transfer).
+        self._same: dict[Any, Any] = {**{lab: lab for lab in self.roster},
+                                      **{unit: unit for unit in self.units}}
         self.limits = dict(genesis.credit_limits)
         self.labs: dict[bytes, LabState] = {}
         self.balances: dict[tuple[bytes, str], int] = {}
@@ -195,7 +199,8 @@ class Ledger:
         if entry.seq != self.applied(author) + 1 or self._is_frozen(author, entry.seq):
             return
         woken = self._settle_one(entry)
-        self._resume(woken)
+        if woken:
+            self._resume(woken)
 
     def catch_up(self, author: bytes) -> None:
         """Settle every held entry of ``author``'s feed that can be settled now."""
@@ -221,7 +226,7 @@ class Ledger:
 
     def _settle_one(self, entry: Entry) -> list[bytes]:
         """Apply, reject or park one entry; return the feeds its settling wakes."""
-        author, seq = entry.author, entry.seq
+        author, seq = self._same.get(entry.author, entry.author), entry.seq
         lab = self.lab(author)
         try:
             body = _fields(entry)
@@ -246,6 +251,8 @@ class Ledger:
             if body is None:
                 self.redacted += 1
             effect()
+        if not self.waiting:
+            return []
         return sorted(self.waiting.pop((author, seq), ()))
 
     # -- rules ---------------------------------------------------------------
@@ -307,6 +314,7 @@ class Ledger:
             raise RuleViolation("unknown-lab", "the payee is not a member LAB")
         if payee == author:
             raise RuleViolation("self-transfer", "a LAB cannot pay itself")
+        unit, payee = self._same[unit], self._same[payee]
         limit = self.limits.get(unit, 0)
         after = self.balance(author, unit) - amount
         if after < -limit:
@@ -439,12 +447,12 @@ class Ledger:
         # packs it, top-level keys sorted, to exactly canonical.encode's bytes, many
         # times faster (canonical.encode walks every value in Python). Anything else,
         # and any error, takes canonical.encode's path.
-        if all(isinstance(w, dict) and list(w) == sorted(w) for _, w, _ in doc["policies"]):
-            try:
+        try:
+            if all(type(w) is dict and list(w) == sorted(w) for _, w, _ in doc["policies"]):
                 return msgpack.packb(  # type: ignore[no-any-return]
                     {k: doc[k] for k in sorted(doc)}, use_bin_type=True)
-            except (OverflowError, UnicodeEncodeError, TypeError, ValueError):
-                pass
+        except (OverflowError, UnicodeEncodeError, TypeError, ValueError):
+            pass
         return canonical.encode(doc)
 
     def digest(self) -> bytes:

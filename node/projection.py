@@ -97,7 +97,7 @@ class LedgerProjection:
         if frozen != ledger.frozen:
             # A fork proof freezes a feed at seq - 1: recompute without its tail.
             ledger, position = Ledger(self.genesis, self.feeds, frozen), 0
-        start = position
+        saved = position
         since_save = 0
         feed: dict[str, bool] = {}  # is_feed of the few originators there are
         for nid, originator, _, raw in self.store.notifications(after=position):
@@ -115,8 +115,8 @@ class LedgerProjection:
             since_save += 1
             if since_save >= checkpoint_every:
                 self.save(ledger, position)
-                since_save = 0
-        if position != start or since_save:
+                saved, since_save = position, 0
+        if position != saved:  # (a checkpoint at the very end is not written twice)
             self.save(ledger, position)
         return ledger, position
 

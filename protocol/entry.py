@@ -223,21 +223,32 @@ class Entry:
         return f"{short(self.header.author)}#{self.header.seq}"
 
 
+_SCALARS = frozenset({str, bytes, int, bool, type(None)})
+
+
 def _plain(value: Any, depth: int) -> bool:
     """True when ``canonical.encode(value)`` is plainly ``msgpack.packb(value)``: only
     canonical types, str map keys already in sorted order, shallow nesting. (Code point
     order is UTF-8 byte order; a str that is not UTF-8 encodable fails ``packb``.)"""
     t = type(value)
-    if t is str or t is bytes or t is int or t is bool or value is None:
+    if t in _SCALARS:
         return True
     if depth >= 8:
         return False
     if t is list:
-        return all(_plain(v, depth + 1) for v in value)
+        for v in value:
+            if type(v) not in _SCALARS and not _plain(v, depth + 1):
+                return False
+        return True
     if t is dict:
-        keys = list(value)
-        return (all(type(k) is str for k in keys) and keys == sorted(keys)
-                and all(_plain(v, depth + 1) for v in value.values()))
+        last = None
+        for k, v in value.items():
+            if type(k) is not str or (last is not None and k <= last):
+                return False
+            last = k
+            if type(v) not in _SCALARS and not _plain(v, depth + 1):
+                return False
+        return True
     return False
 
 
@@ -304,15 +315,18 @@ def decode_entry(raw: bytes) -> Entry:
         raise SchemaError("entry header: want an array of 8 fields")
     if type(hdr[0]) is not int or hdr[0] != FORMAT_VERSION:
         raise UnsupportedVersionError(f"entry header: format version {_show(hdr[0])}, want 1")
-    problem = _header_problem(*hdr[1:])
-    if problem:
-        raise SchemaError(f"entry header: {problem}")
+    if not _plainly_good_header(hdr):
+        problem = _header_problem(*hdr[1:])
+        if problem:
+            raise SchemaError(f"entry header: {problem}")
     if not isinstance(signature, bytes) or len(signature) != 64:
         raise SchemaError(f"entry {_where(hdr)}: signature must be bin 64")
     if body is not None and not isinstance(body, bytes):
         raise SchemaError(f"entry {_where(hdr)}: body must be bin or nil")
     header_bytes = msgpack.packb(hdr, use_bin_type=True)
-    again = msgpack.packb([hdr, signature, body], use_bin_type=True)
+    # packb([hdr, signature, body]), from its parts: a 3-array, then each element
+    again = b"".join((b"\x93", header_bytes, b"\xc4\x40", signature,
+                      b"\xc0" if body is None else msgpack.packb(body, use_bin_type=True)))
     if again != raw:
         raise NonCanonicalError(f"entry {_where(hdr)} is not canonical msgpack")
     header = _checked_header(hdr)
@@ -321,21 +335,43 @@ def decode_entry(raw: bytes) -> Entry:
     return Entry(header, signature, body, raw, sha256(header_bytes), header_bytes)
 
 
+_SEQ_MAX = 2**63 - 1
+_TS_MIN, _TS_MAX = -(2**63), 2**63 - 1
+
+
+def _plainly_good_header(hdr: list[Any]) -> bool:
+    """True only when ``_header_problem(*hdr[1:])`` is None: the usual case, checked
+    with exact types and no messages. False means: ask ``_header_problem``."""
+    _, fid, author, seq, prev, ts_us, kind, body_hash = hdr
+    return (type(fid) is bytes and len(fid) == HASH_SIZE
+            and type(author) is bytes and len(author) == HASH_SIZE
+            and type(seq) is int and 1 <= seq <= _SEQ_MAX
+            and (prev is None if seq == 1 else type(prev) is bytes and len(prev) == HASH_SIZE)
+            and type(ts_us) is int and _TS_MIN <= ts_us <= _TS_MAX
+            and type(kind) is str and 0 < len(kind) <= MAX_KIND_LENGTH and _utf8_ok(kind)
+            and type(body_hash) is bytes and len(body_hash) == HASH_SIZE)
+
+
 def _where(hdr: list[Any]) -> str:
     return f"{short(hdr[2])}#{hdr[3]}"
 
 
-_HEADER_FIELDS = tuple(Header.__dataclass_fields__)
 _new_object = object.__new__
-_set_field = object.__setattr__
+_SET_FEDERATION, _SET_AUTHOR, _SET_SEQ, _SET_PREV, _SET_TS, _SET_KIND, _SET_BODY_HASH = (
+    getattr(Header, name).__set__ for name in Header.__dataclass_fields__)  # slot setters
 
 
 def _checked_header(hdr: list[Any]) -> Header:
     """``Header(*hdr[1:])`` for fields :func:`_header_problem` has just accepted,
     without checking them a second time."""
     header = _new_object(Header)
-    for name, value in zip(_HEADER_FIELDS, hdr[1:], strict=True):
-        _set_field(header, name, value)
+    _SET_FEDERATION(header, hdr[1])
+    _SET_AUTHOR(header, hdr[2])
+    _SET_SEQ(header, hdr[3])
+    _SET_PREV(header, hdr[4])
+    _SET_TS(header, hdr[5])
+    _SET_KIND(header, hdr[6])
+    _SET_BODY_HASH(header, hdr[7])
     return header
 
 
