@@ -26,7 +26,7 @@ def render() -> str:
              "Generated from `disco --help` by `make docs`; do not edit by hand.\n"]
     for path, command in [([], main), *_walk(main, [])]:
         ctx = click.Context(command, info_name=" ".join(["disco", *path]), terminal_width=88,
-                            max_content_width=88)
+                            max_content_width=88, help_option_names=["-h", "--help"])
         parts.append(f"## disco {' '.join(path)}".rstrip() + "\n")
         parts.append("```\n" + command.get_help(ctx).rstrip() + "\n```\n")
     return "\n".join(parts)
