@@ -6,6 +6,9 @@
   0.5 s windows, so a burst of other load does not lower the limit).
 - :func:`peak_rss_mb`: peak resident set size of this process (or of its waited-for
   children) from ``resource.getrusage``; ``ru_maxrss`` is KiB on Linux.
+- :func:`image_peak_rss_mb`: the same for this process image only (``VmHWM``). Linux
+  carries ``ru_maxrss`` across ``exec``, so a child started from a big parent reports
+  at least the parent's peak; a measured child should use this one.
 - :func:`report`: print the one final JSON line every benchmark ends with.
 """
 
@@ -69,6 +72,19 @@ def peak_rss_mb(children: bool = False) -> float:
     if sys.platform == "darwin":  # bytes there, KiB on Linux
         kib //= 1024
     return round(kib / 1024, 1)
+
+
+def image_peak_rss_mb() -> float:
+    """Peak RSS in MB of this process since its last ``exec`` (``VmHWM`` from
+    /proc/self/status); :func:`peak_rss_mb` where there is no /proc."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return peak_rss_mb()
 
 
 def report(bench: str, **figures: Any) -> None:

@@ -8,20 +8,28 @@ the same :class:`~federation.ledger.Ledger` a node runs), and the zero-sum
 invariant. Redacted entries are counted, not faulted.
 
 The ledger re-reads entries it must revisit through an index of byte offsets, so
-a million-entry bundle is never held in memory.
+a million-entry bundle is never held in memory. Signatures are checked a batch ahead
+of the ledger, in threads for a small bundle and in worker processes for a big one,
+while this thread decodes and settles the batch before.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 from array import array
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import (
+    BrokenExecutor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+)
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import msgpack
 
-from federation.bundle import BundleError, Record, read_record_at, read_records
+from federation.bundle import MAX_RECORD, BundleError, Record, read_record_at, read_records
 from federation.errors import GenesisError
 from federation.genesis import Genesis, decode_genesis
 from federation.ledger import InvariantError, Ledger
@@ -33,6 +41,14 @@ from protocol.keys import verify_signature
 from protocol.sync import decode_fork_proof
 
 BATCH = 4096
+PROCESSES_MIN_BYTES = 4 * 1024 * 1024
+"""From this bundle size on (about 14k entries), signatures are checked in forked
+worker processes rather than threads: libsodium releases the GIL, but a verifying
+thread needs it back after every signature while this thread decodes and runs the
+ledger, so threads alone leave much of the second core idle. Small bundles are not
+worth forking for."""
+MIN_READ_AHEAD = 16 * 1024
+MAX_READ_AHEAD = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -104,10 +120,51 @@ class BundleFeeds:
             self.f.seek(position)
 
     def entries_after(self, author: bytes, seq: int) -> Iterator[Entry]:
-        for s in range(seq + 1, self.held(author) + 1):
-            entry = self.entry(author, s)
-            if entry is not None:
-                yield entry
+        """The held entries after ``seq``, read a block at a time: a feed that resumes
+        is re-read sequentially, not with one seek and read per entry."""
+        offsets = self.offsets.get(author)
+        end = len(offsets) if offsets else 0
+        s = seq + 1
+        size = MIN_READ_AHEAD
+        while offsets and s <= end:
+            start = s
+            for offset, raw in self._records(offsets[s - 1], size):
+                if offset != offsets[s - 1]:
+                    break  # the feed's next entry is elsewhere in the file
+                yield decode_entry(raw)
+                s += 1
+                if s > end:
+                    return
+            if s == start:  # no whole record in the block: the plain path says why
+                entry = self.entry(author, s)
+                if entry is not None:
+                    yield entry
+                s += 1
+            size = min(2 * size, MAX_READ_AHEAD)
+
+    def _records(self, offset: int, size: int) -> Iterator[tuple[int, bytes]]:
+        """(offset, entry bytes) of the whole entry records in ``size`` bytes read at
+        ``offset``. The file position is restored before anything is yielded, so the
+        caller may read elsewhere between items."""
+        position = self.f.tell()
+        try:
+            self.f.seek(offset)
+            data = self.f.read(size)
+        finally:
+            self.f.seek(position)
+        unpacker = msgpack.Unpacker(raw=False, use_list=True,
+                                    max_buffer_size=max(size, 4 * MAX_RECORD))
+        unpacker.feed(data)
+        while True:
+            at = offset + unpacker.tell()
+            try:
+                value = unpacker.unpack()
+            except Exception:  # the end of the block, or anything odd: stop here
+                return
+            if (not isinstance(value, list) or len(value) != 2 or value[0] != "entry"
+                    or not isinstance(value[1], bytes)):
+                return
+            yield at, value[1]
 
 
 @dataclass
@@ -117,6 +174,16 @@ class _Feed:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     broken: bool = False
     seen: int = 0
+
+
+@dataclass
+class _Batch:
+    """A batch of entry records, decoded, its signatures being checked."""
+
+    decoded: list[tuple[Record, Entry | None]]
+    bad: list[tuple[Record, ProtocolError | IndexError]]
+    chunks: list[list[Entry]]
+    futures: list[Future[list[bool]]]
 
 
 class Auditor:
@@ -133,6 +200,7 @@ class Auditor:
         self.feeds: dict[bytes, _Feed] = {}
         self.pool = ThreadPoolExecutor(max(1, workers))
         self.workers = max(1, workers)
+        self.processes = _worker_processes(f, self.workers)
         self.progress = progress
 
     def violation(self, author: bytes | str, seq: int, code: str, message: str) -> None:
@@ -141,24 +209,40 @@ class Auditor:
 
     def run(self) -> AuditReport:
         batch: list[Record] = []
+        ahead: _Batch | None = None  # decoded, its signatures being checked
         try:
             for record in read_records(self.f):
                 if record.kind == "entry":
                     batch.append(record)
                     if len(batch) >= BATCH:
-                        self.entries(batch)
+                        ahead = self._next(ahead, batch)
                         batch = []
                     continue
                 if batch:
-                    self.entries(batch)
+                    ahead = self._next(ahead, batch)
                     batch = []
+                if ahead is not None:
+                    self.settle(ahead)
+                    ahead = None
                 self.other(record)
             if batch:
-                self.entries(batch)
+                ahead = self._next(ahead, batch)
+            if ahead is not None:
+                self.settle(ahead)
         finally:
             self.pool.shutdown()
+            if self.processes is not None:
+                self.processes.shutdown()
         self.finish()
         return self.report
+
+    def _next(self, ahead: _Batch | None, records: list[Record]) -> _Batch:
+        """Start the signature checks of ``records``, then settle the batch before it
+        while they run: the pool verifies one batch as this thread settles another."""
+        batch = self.prepare(records)
+        if ahead is not None:
+            self.settle(ahead)
+        return batch
 
     def other(self, record: Record) -> None:
         fields = record.fields
@@ -221,25 +305,48 @@ class Auditor:
                        f"at seq {proof.seq - 1}")
 
     def entries(self, records: list[Record]) -> None:
-        genesis = self._genesis()
+        """Check and settle one batch of entry records."""
+        self.settle(self.prepare(records))
+
+    def prepare(self, records: list[Record]) -> _Batch:
+        """Decode a batch and start checking its signatures on the pool."""
+        self._genesis()
         decoded: list[tuple[Record, Entry | None]] = []
+        bad: list[tuple[Record, ProtocolError | IndexError]] = []
         for record in records:
             try:
                 decoded.append((record, decode_entry(record.fields[0])))
             except (ProtocolError, IndexError) as e:
                 decoded.append((record, None))
-                author, seq = _where(record.fields[0])
-                self.violation(author, seq, "bad-entry",
-                               f"entry record at byte {record.offset}: {e}")
+                bad.append((record, e))
         good = [e for _, e in decoded if e is not None]
         chunks = [good[i::self.workers] for i in range(self.workers)]
-        results = list(self.pool.map(_signatures_ok, chunks))
+        if self.processes is not None:
+            try:
+                futures = [self.processes.submit(_signatures_ok, _signed(chunk))
+                           for chunk in chunks]
+                return _Batch(decoded, bad, chunks, futures)
+            except (OSError, BrokenExecutor):  # cannot fork here, or a worker died
+                self.processes.shutdown(wait=False, cancel_futures=True)
+                self.processes = None  # threads from now on
+        futures = [self.pool.submit(_signatures_ok, _signed(chunk)) for chunk in chunks]
+        return _Batch(decoded, bad, chunks, futures)
+
+    def settle(self, batch: _Batch) -> None:
+        """Report a prepared batch: framing, chains, signatures, Merkle, the ledger."""
+        genesis = self._genesis()
+        for record, e in batch.bad:
+            author, seq = _where(record.fields[0])
+            self.violation(author, seq, "bad-entry",
+                           f"entry record at byte {record.offset}: {e}")
+        results = [_result(f, chunk) for f, chunk in zip(batch.futures, batch.chunks,
+                                                          strict=True)]
         ok: dict[int, bool] = {}
-        for chunk, flags in zip(chunks, results, strict=True):
+        for chunk, flags in zip(batch.chunks, results, strict=True):
             for checked, flag in zip(chunk, flags, strict=True):
                 ok[id(checked)] = flag
         ledger = self._ledger()
-        for record, entry in decoded:
+        for record, entry in batch.decoded:
             if entry is None:
                 continue
             self.report.entries += 1
@@ -276,7 +383,7 @@ class Auditor:
             self.index.add(author, record.offset)
             ledger.receive(entry)
         if self.progress:
-            self.progress(len(records))
+            self.progress(len(batch.decoded))
 
     def finish(self) -> None:
         genesis = self._genesis()
@@ -317,9 +424,36 @@ def _where(raw: bytes) -> tuple[bytes, int]:
     return b"", 0
 
 
-def _signatures_ok(entries: list[Entry]) -> list[bool]:
-    return [verify_signature(e.author, e.signature, SIGNING_PREFIX + e.header_bytes)
-            for e in entries]
+def _signed(entries: list[Entry]) -> list[tuple[bytes, bytes, bytes]]:
+    """(key, signature, signed bytes) of each entry: what a worker process needs."""
+    return [(e.author, e.signature, e.header_bytes) for e in entries]
+
+
+def _signatures_ok(items: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    return [verify_signature(key, signature, SIGNING_PREFIX + header)
+            for key, signature, header in items]
+
+
+def _result(future: Future[list[bool]], entries: list[Entry]) -> list[bool]:
+    """The flags a worker computed; computed here if the worker process died."""
+    try:
+        return future.result()
+    except BrokenExecutor:
+        return _signatures_ok(_signed(entries))
+
+
+def _worker_processes(f: BinaryIO, workers: int) -> ProcessPoolExecutor | None:
+    """Worker processes for a big bundle, forked (so they import nothing and run
+    nothing of the caller's ``__main__``) before any thread of the audit starts; None
+    for a small bundle or where processes cannot be forked."""
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    position = f.tell()
+    size = f.seek(0, 2) - position
+    f.seek(position)
+    if size < PROCESSES_MIN_BYTES:
+        return None
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
 
 
 def _code(error: ProtocolError) -> str:

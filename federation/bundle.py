@@ -31,6 +31,7 @@ from protocol.errors import DecodeError, ProtocolError
 MAGIC = "bundle"
 BUNDLE_VERSION = 1
 MAX_RECORD = 2 * MAX_ENTRY_SIZE + 1024
+FIRST_READ = 4096
 KINDS = ("bundle", "genesis", "checkpoint", "entry", "fork", "end")
 SHAPES: dict[str, tuple[type, ...]] = {
     "bundle": (int, bytes, int), "genesis": (bytes,), "checkpoint": (bytes, bytes),
@@ -131,10 +132,14 @@ def read_records(f: BinaryIO) -> Iterator[Record]:
             raise BundleError(f"bundle: bytes after the end record at byte {offset}")
         if not isinstance(value, list) or not value or value[0] not in KINDS:
             raise BundleError(f"bundle: unknown record at byte {offset}")
-        try:
-            canonical_form = canonical.encode(value)
-        except ProtocolError:
-            canonical_form = b""
+        if len(value) == 2 and value[0] == "entry" and type(value[1]) is bytes:
+            # What canonical.encode makes of [str, bin], without its walk: most records.
+            canonical_form = msgpack.packb(value, use_bin_type=True)
+        else:
+            try:
+                canonical_form = canonical.encode(value)
+            except ProtocolError:
+                canonical_form = b""
         if canonical_form != raw:
             raise BundleError(f"bundle: record at byte {offset} is not canonical")
         data = raw
@@ -170,8 +175,14 @@ def read_record_at(f: BinaryIO, offset: int) -> list[Any]:
     """The record starting at ``offset`` (random access for the auditor's ledger)."""
     f.seek(offset)
     unpacker = msgpack.Unpacker(raw=False, use_list=True, max_buffer_size=4 * MAX_RECORD)
-    unpacker.feed(f.read(MAX_RECORD + 64))
-    value = unpacker.unpack()
+    # Most records are a few hundred bytes: read a little first, the rest if need be
+    # (MAX_RECORD + 64 bytes in all, as a single read would).
+    unpacker.feed(f.read(FIRST_READ))
+    try:
+        value = unpacker.unpack()
+    except msgpack.OutOfData:
+        unpacker.feed(f.read(MAX_RECORD + 64 - FIRST_READ))
+        value = unpacker.unpack()
     if not isinstance(value, list):
         raise BundleError(f"bundle: no record at byte {offset}")
     return value

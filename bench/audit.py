@@ -1,0 +1,192 @@
+"""Offline audit throughput and memory: :func:`federation.audit.audit_bundle` on a bundle.
+
+Builds (once, cached under ``/tmp/disco-bench-audit/``, keyed by N) an export bundle
+of N signed entries written straight through :class:`federation.bundle.BundleWriter`:
+the genesis of 4 LABs, then per LAB its signed checkpoint and its feed, with the
+realistic mix of ``bench/ledger.py`` (contributions, transfers offered, answered and
+reclaimed, income, members, policies, acknowledgements, and a few entries invalid by
+the ledger rules on purpose). Then, in the same run:
+
+(a) limit: the machine's single-core Ed25519 verification rate with ``cryptography``
+    (bench/_limits.py);
+(b) the audit, in a fresh child process: ``audit_bundle(f)`` over the whole file
+    (framing, canonical form, every signature on both cores, chains, Merkle roots
+    against the checkpoints, the ledger rules, the invariant) -> entries/s;
+    ``ratio`` = b / a, target >= 1.6; and the child's peak RSS, target < 300 MB
+    (``workers_peak_rss_mb``: the largest of the worker processes the audit forks
+    for a big bundle, shared pages included). Also reported: ``cores_used`` (CPU
+    seconds of the child and its workers per second of audit) and the 1-minute load
+    average before and after, since other work on the machine takes cores from the
+    audit but hardly from the single-core limit.
+
+Default N = 200k; the full check: ``.venv/bin/python bench/audit.py --n 1000000``
+(building its bundle takes a few minutes, once).
+
+Run: ``.venv/bin/python bench/audit.py [--n 200000] [--profile] [--rebuild-cache]``.
+Progress goes to stderr; stdout ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._limits import image_peak_rss_mb, log, peak_rss_mb, report, verify_rate
+from bench.ledger import GENERATOR, LAB_NAMES, Generator, make_genesis, signers
+from federation.audit import audit_bundle
+from federation.bundle import BundleWriter
+from protocol import merkle
+from protocol.checkpoint import Checkpoint, origin_for, sign_checkpoint
+from protocol.sync import frame
+
+TARGET = 1.6
+RSS_TARGET_MB = 300.0
+CACHE = Path("/tmp/disco-bench-audit")
+CREATED_US = 1_800_000_000_000_000
+STRUCTURAL = ("bad-", "broken-", "checkpoint-", "wrong-", "not-in-roster", "fork",
+              "truncated", "bundle-digest", "non-canonical", "invariant", "unresolved-")
+"""Violation codes that would mean the bundle is unsound (the generated mix breaks
+only ledger rules on purpose: over-limit offers, second answers)."""
+
+
+def build(path: Path, n: int) -> None:
+    """Write an n-entry bundle to ``path`` (atomically): the generator's entries go
+    to one spool file per LAB first, so each feed can be written whole, in seq order,
+    after its checkpoint, without holding the entries in memory."""
+    keys = signers()
+    genesis = make_genesis(keys)
+    fid = genesis.federation_id
+    index = {k.public_key: i for i, k in enumerate(keys)}
+    trees = [merkle.RootBuilder() for _ in keys]
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="disco-bench-audit-", dir=path.parent) as tmp:
+        with ExitStack() as stack:
+            spools = [stack.enter_context(open(Path(tmp) / f"feed-{i}", "wb"))
+                      for i in range(len(keys))]
+            gen = Generator(genesis, keys)
+            for entry in gen.entries(n):
+                i = index[entry.author]
+                spools[i].write(frame(entry.raw))
+                trees[i].append(merkle.leaf_hash(entry.hash))
+                if gen.count % 100_000 == 0:
+                    log(f"  signed {gen.count:,} / {n:,} ({time.perf_counter() - start:.0f} s)")
+        part = Path(tmp) / "bundle"
+        with open(part, "wb") as out:
+            writer = BundleWriter(out, fid, CREATED_US)
+            writer.genesis(genesis.encode())
+            for i, key in enumerate(keys):
+                cp = Checkpoint(origin_for(fid, key.public_key), trees[i].size,
+                                trees[i].root())
+                writer.checkpoint(key.public_key, sign_checkpoint(cp, key).encode())
+                with open(Path(tmp) / f"feed-{i}", "rb") as spool:
+                    for raw in msgpack.Unpacker(spool, raw=False, max_bin_len=1 << 20):
+                        writer.entry(raw)
+            writer.close()
+        assert writer.entries == n, f"wrote {writer.entries} entries, want {n}"
+        part.replace(path)
+    log(f"  built {n:,} entries ({path.stat().st_size / 1e6:.0f} MB) in "
+        f"{time.perf_counter() - start:.0f} s -> {path}")
+
+
+def bundle_for(n: int, fresh: bool) -> Path:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    fid = make_genesis(signers()).federation_id
+    path = CACHE / f"{GENERATOR}-{fid.hex()[:8]}-{len(LAB_NAMES)}labs-n{n}.bundle"
+    if fresh:
+        path.unlink(missing_ok=True)
+    if path.exists():
+        log(f"using the cached bundle {path}")
+    else:
+        log(f"building a {n:,}-entry bundle (not timed) ...")
+        build(path, n)
+    return path
+
+
+def child(path: str) -> dict[str, Any]:
+    """The measured process: one audit of the whole bundle."""
+    with open(path, "rb") as f:
+        start = time.perf_counter()
+        audit = audit_bundle(f)
+        seconds = time.perf_counter() - start
+    own, workers = (resource.getrusage(w) for w in (resource.RUSAGE_SELF,
+                                                     resource.RUSAGE_CHILDREN))
+    cpu = own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+    codes = Counter(v.code for v in audit.violations)
+    return {"seconds": seconds, "entries": audit.entries, "ok": audit.ok,
+            "violations": len(audit.violations), "codes": dict(codes),
+            "checkpoints": audit.checkpoints, "peak_rss_mb": image_peak_rss_mb(),
+            "workers_peak_rss_mb": peak_rss_mb(children=True), "cores_used": cpu / seconds}
+
+
+def measure(path: Path, profile: bool) -> dict[str, Any]:
+    """Run :func:`child` in a fresh interpreter and return what it printed."""
+    cmd = [sys.executable]
+    if profile:  # profile stats go to the child's stdout: pass them on to stderr
+        cmd += ["-m", "cProfile", "-s", "tottime"]
+    cmd += [__file__, "--child", str(path)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+                         ).stdout
+    lines = out.strip().splitlines()
+    if profile:
+        log("\n".join(lines[1:45]))
+    figures: dict[str, Any] = json.loads(lines[0])
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200_000, help="entries in the bundle")
+    parser.add_argument("--profile", action="store_true", help="cProfile the audit (stderr)")
+    parser.add_argument("--rebuild-cache", action="store_true", help="build the bundle anew")
+    parser.add_argument("--child", metavar="BUNDLE", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child)), flush=True)
+        return
+
+    path = bundle_for(args.n, args.rebuild_cache)
+    log("measuring the single-core Ed25519 verification rate ...")
+    limit = verify_rate()
+    log(f"  {limit:,.0f} verifications/s")
+    log("auditing in a child process ...")
+    load_before = os.getloadavg()[0]
+    figures = measure(path, args.profile)
+    load_after = os.getloadavg()[0]
+    if figures["entries"] != args.n:
+        raise SystemExit(f"the audit counted {figures['entries']:,} entries, want {args.n:,}")
+    unsound = {c: k for c, k in figures["codes"].items() if c.startswith(STRUCTURAL)}
+    if unsound or figures["checkpoints"] != len(LAB_NAMES):
+        raise SystemExit(f"the audit found the bundle unsound: {unsound}, "
+                         f"{figures['checkpoints']} checkpoints")
+    rate = args.n / figures["seconds"]
+    ratio = rate / limit
+    rss = figures["peak_rss_mb"]
+    log(f"audited {args.n:,} entries in {figures['seconds']:.2f} s: {rate:,.0f} entries/s, "
+        f"{ratio:.3f} x the verification rate (target {TARGET}); peak RSS {rss} MB "
+        f"(target < {RSS_TARGET_MB:.0f}; worker processes {figures['workers_peak_rss_mb']} "
+        f"MB each at most); ledger-rule violations found on purpose: {figures['codes']}")
+    report("audit", n=args.n, seconds=figures["seconds"], entries_per_s=rate,
+           limit_per_s=limit, ratio=ratio, target=TARGET, peak_rss_mb=rss,
+           rss_target_mb=RSS_TARGET_MB, ok=ratio >= TARGET and rss < RSS_TARGET_MB,
+           workers_peak_rss_mb=figures["workers_peak_rss_mb"],
+           cores_used=figures["cores_used"], load_before=load_before, load_after=load_after,
+           violations=figures["violations"])
+
+
+if __name__ == "__main__":
+    main()
