@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 import msgpack
 
 from federation.bundle import MAX_RECORD, BundleError, Record, read_record_at, read_records
-from federation.errors import GenesisError
+from federation.errors import GenesisError, Violation
 from federation.genesis import Genesis, decode_genesis
 from federation.ledger import InvariantError, Ledger
 from protocol import merkle
@@ -49,20 +49,6 @@ ledger, so threads alone leave much of the second core idle. Small bundles are n
 worth forking for."""
 MIN_READ_AHEAD = 16 * 1024
 MAX_READ_AHEAD = 256 * 1024
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One finding: where (author hex, seq; empty/0 when not tied to an entry), what."""
-
-    author: str
-    seq: int
-    code: str
-    message: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {"author": self.author, "seq": self.seq, "code": self.code,
-                "message": self.message}
 
 
 @dataclass
@@ -362,7 +348,7 @@ class Auditor:
             try:
                 feed.verifier.check_link(entry)
             except ProtocolError as e:
-                self.violation(author, entry.seq, _code(e), str(e))
+                self.violation(author, entry.seq, e.code, str(e))
                 feed.broken = True
                 feed.verifier.advance(entry)
                 continue
@@ -454,13 +440,6 @@ def _worker_processes(f: BinaryIO, workers: int) -> ProcessPoolExecutor | None:
     if size < PROCESSES_MIN_BYTES:
         return None
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-
-
-def _code(error: ProtocolError) -> str:
-    import re
-
-    name = type(error).__name__.removesuffix("Error")
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
 
 
 def audit_bundle(f: BinaryIO, *, workers: int = 2,

@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One finding of a check (store verification, audit): where (author hex and seq;
+    empty and 0 when not tied to an entry), a stable code, and a message."""
+
+    author: str
+    seq: int
+    code: str
+    message: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"author": self.author, "seq": self.seq, "code": self.code,
+                "message": self.message}
+
 
 class FederationError(Exception):
     """Base of the federation layer's errors; ``str()`` is one line for a person."""

@@ -32,6 +32,7 @@ from eventsourcing.persistence import (
     Tracking,
 )
 
+from federation.errors import Violation
 from protocol.entry import Entry, FeedVerifier, decode_entry, short
 from protocol.errors import ProtocolError
 from protocol.sync import ForkProof, decode_fork_proof
@@ -123,18 +124,8 @@ def _ensure_postgres_schema(config: StoreConfig) -> None:
         raise StoreError(f"cannot reach PostgreSQL: {str(e).strip()}") from None
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong in a store or bundle: where, a stable code, and why."""
-
-    author: str
-    seq: int
-    code: str
-    message: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {"author": self.author, "seq": self.seq, "code": self.code,
-                "message": self.message}
+Problem = Violation
+"""A problem found in a store: the same shape as an audit's violations."""
 
 
 class FeedStore:
@@ -385,7 +376,7 @@ class FeedStore:
             try:
                 entry = decode_entry(raw)
             except ProtocolError as e:
-                yield Problem(originator, version, _code(e), f"{e} (later entries unchecked)")
+                yield Problem(originator, version, e.code, f"{e} (later entries unchecked)")
                 broken.add(originator)
                 continue
             if entry.seq != version or entry.author.hex() != originator:
@@ -397,7 +388,7 @@ class FeedStore:
             try:
                 v.check(entry)
             except ProtocolError as e:
-                yield Problem(originator, version, _code(e), str(e))
+                yield Problem(originator, version, e.code, str(e))
                 v.advance(entry)
 
 
@@ -413,7 +404,3 @@ def _row(row: Any) -> tuple[int, bytes | None]:
     return int(values[0]), _bytes(values[1]) if len(values) > 1 else None
 
 
-def _code(error: ProtocolError) -> str:
-    """A stable, readable code from an error class: BadSignatureError -> bad-signature."""
-    name = type(error).__name__.removesuffix("Error")
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()

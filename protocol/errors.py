@@ -9,6 +9,8 @@ that a command line or an HTTP handler can show it as one line.
 
 from __future__ import annotations
 
+import re
+
 
 class ProtocolError(Exception):
     """Base of every error raised by ``protocol``. Do not raise it directly."""
@@ -19,6 +21,12 @@ class ProtocolError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def code(self) -> str:
+        """A stable code for reports, from the class: BadSignatureError -> bad-signature."""
+        name = type(self).__name__.removesuffix("Error")
+        return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
 
 
 class LocalProtocolError(ProtocolError):

@@ -241,11 +241,7 @@ def prove(ctx: click.Context, ref: str | None, old: Path | None, out: Path) -> N
             assert entry is not None
             leaves = leaf_hashes(node.store, target.author, cp.size)
             data = encode_inclusion(entry, merkle.inclusion_proof(leaves, target.seq - 1), note)
-    try:
-        with out.open("xb") as f:
-            f.write(data)
-    except FileExistsError:
-        raise Failure(f"{out} exists; not overwriting it", EXIT_UNUSABLE) from None
+    _write_new(out, data)
     click.echo(f"proof written to {out}")
 
 
@@ -261,9 +257,14 @@ def checkpoint(ctx: click.Context, out: Path | None) -> None:
     if out is None:
         click.echo(note.decode(), nl=False)
         return
+    _write_new(out, note)
+    click.echo(f"checkpoint written to {out}")
+
+
+def _write_new(out: Path, data: bytes) -> None:
+    """Write a new file; refuse to overwrite one (exit 2)."""
     try:
         with out.open("xb") as f:
-            f.write(note)
+            f.write(data)
     except FileExistsError:
         raise Failure(f"{out} exists; not overwriting it", EXIT_UNUSABLE) from None
-    click.echo(f"checkpoint written to {out}")
