@@ -34,10 +34,9 @@ import msgpack
 
 from federation.errors import PendingReference, RuleViolation
 from federation.genesis import Genesis
-from federation.kinds import LabState, check_body, entry_body
+from federation.kinds import LabState, entry_body
 from protocol import canonical
 from protocol.entry import Entry, Ref, sha256, short
-from protocol.errors import ProtocolError
 
 LEDGER_VERSION = 1
 OFFERED, ACCEPTED, DECLINED, RECLAIMED = "offered", "accepted", "declined", "reclaimed"
@@ -118,15 +117,6 @@ def month_of(ts_us: int) -> str:
 Effect = Callable[[], None]
 
 
-def _fields(entry: Entry) -> dict[str, Any] | None:
-    """The entry's decoded body, None when redacted; ``bad-body`` when undecodable.
-    Like :func:`entry_body` without the schema check, which ``LabState.check`` does."""
-    try:
-        return entry.fields()
-    except ProtocolError as e:
-        raise RuleViolation("bad-body", str(e)) from None
-
-
 class Ledger:
     """The projected federation ledger. Feed it entries with :meth:`receive`."""
 
@@ -162,6 +152,7 @@ class Ledger:
     def lab(self, author: bytes) -> LabState:
         state = self.labs.get(author)
         if state is None:
+            author = self._same.get(author, author)
             state = self.labs[author] = LabState(self.federation_id, self.roster, author)
         return state
 
@@ -193,12 +184,14 @@ class Ledger:
         Entries already settled, or behind a pending entry of their feed, are
         ignored here: the feed is re-read through ``feeds`` when it resumes.
         """
-        author = entry.author
+        header = entry.header
+        author, seq = header.author, header.seq
         if author not in self.roster or author in self.pending:
             return
-        if entry.seq != self.applied(author) + 1 or self._is_frozen(author, entry.seq):
+        lab = self.labs.get(author)
+        if seq != (lab.seq + 1 if lab else 1) or (self.frozen and self._is_frozen(author, seq)):
             return
-        woken = self._settle_one(entry)
+        woken = self._settle_one(entry, lab or self.lab(author))
         if woken:
             self._resume(woken)
 
@@ -216,7 +209,7 @@ class Ledger:
             for entry in self.feeds.entries_after(author, self.applied(author)):
                 if entry.seq != self.applied(author) + 1 or self._is_frozen(author, entry.seq):
                     break
-                work += self._settle_one(entry)
+                work += self._settle_one(entry, self.lab(author))
                 if author in self.pending:
                     break
 
@@ -224,20 +217,15 @@ class Ledger:
         fork = self.frozen.get(author)
         return fork is not None and seq >= fork
 
-    def _settle_one(self, entry: Entry) -> list[bytes]:
-        """Apply, reject or park one entry; return the feeds its settling wakes."""
-        author, seq = self._same.get(entry.author, entry.author), entry.seq
-        lab = self.lab(author)
+    def _settle_one(self, entry: Entry, lab: LabState) -> list[bytes]:
+        """Apply, reject or park one entry of ``lab``'s feed; return the feeds its
+        settling wakes."""
+        header = entry.header
+        author, seq, kind = lab.author, header.seq, header.kind
         try:
-            body = _fields(entry)
-            try:
-                lab.check(entry.kind, body)  # runs check_body(kind, body) itself
-            except RuleViolation:
-                if body is not None:
-                    check_body(entry.kind, body)  # a bad body is reported first, as ever
-                raise
-            effect = self._evaluate(author, seq, entry.kind, body, entry.header.ts_us,
-                                    entry.hash)
+            body = entry_body(entry)  # a bad body is reported before any other rule
+            lab.check_accepted(kind, body)
+            effect = self._evaluate(author, seq, kind, body, header.ts_us, entry.hash)
         except PendingReference as p:
             missing: Ref = p.missing  # type: ignore[assignment]
             self.pending[author] = (seq, missing)
@@ -247,7 +235,7 @@ class Ledger:
             lab.seq += 1
             self.invalid[(author, seq)] = (v.code, v.message)
         else:
-            lab.apply(entry.kind, body)
+            lab.apply(kind, body)
             if body is None:
                 self.redacted += 1
             effect()
@@ -270,8 +258,8 @@ class Ledger:
                   ts_us: int, digest: bytes) -> Effect:
         """Cross-feed rules for one entry; returns its effect or raises.
 
-        The caller has run ``LabState.check(kind, body)``, which checks the body
-        against its kind's schema (``check_body``).
+        The caller has checked the body against its kind's schema (``check_body``)
+        and the rules of the author's own feed (``LabState``).
         """
         if body is None:
             return lambda: None
