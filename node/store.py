@@ -41,6 +41,7 @@ PAGE = 1000
 FORKS = "forks"
 """The aggregate that holds fork proofs (version k = the k-th proof learned)."""
 SQLITE_LOCK_TIMEOUT_S = 60
+OPEN_ATTEMPTS = 10
 
 
 _HEX = frozenset("0123456789abcdef")
@@ -134,16 +135,28 @@ class FeedStore:
     def __init__(self, config: StoreConfig) -> None:
         """Open (creating tables if needed). Raises :class:`StoreError`."""
         self.config = config
-        try:
-            if config.backend == "postgres":
-                _ensure_postgres_schema(config)
-            self.factory = InfrastructureFactory.construct(env=config.environment())
-            self.recorder: ProcessRecorder = self.factory.process_recorder()
-            self._create_view_tables()
-        except StoreError:
-            raise
-        except (PersistenceError, OSError, sqlite3.Error) as e:
-            raise StoreError(f"cannot open the store: {e}") from None
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                if config.backend == "postgres":
+                    _ensure_postgres_schema(config)
+                self.factory = InfrastructureFactory.construct(env=config.environment())
+                self.recorder: ProcessRecorder = self.factory.process_recorder()
+                self._create_view_tables()
+                return
+            except (StoreError, PersistenceError, OSError, sqlite3.Error) as e:
+                # Two processes creating the schema, tables and PostgreSQL functions at
+                # once can collide ("tuple concurrently updated", "duplicate key"): the
+                # loser closes what it opened and tries again.
+                factory = getattr(self, "factory", None)
+                if factory is not None:
+                    factory.close()
+                racing = "concurrent" in str(e) or "duplicate key" in str(e)
+                if config.backend == "postgres" and racing and attempt + 1 < OPEN_ATTEMPTS:
+                    time.sleep(0.1 * (attempt + 1))
+                    continue
+                if isinstance(e, StoreError):
+                    raise
+                raise StoreError(f"cannot open the store: {e}") from None
 
     def close(self) -> None:
         self.factory.close()
