@@ -33,6 +33,7 @@ from federation.bundle import MAX_RECORD, BundleError, Record, read_record_at, r
 from federation.errors import GenesisError, Violation
 from federation.genesis import Genesis, decode_genesis
 from federation.ledger import InvariantError, Ledger
+from federation.reports import balances
 from protocol import merkle
 from protocol.checkpoint import Checkpoint, verify_checkpoint
 from protocol.entry import SIGNING_PREFIX, Entry, FeedVerifier, decode_entry, short
@@ -372,7 +373,6 @@ class Auditor:
             self.progress(len(batch.decoded))
 
     def finish(self) -> None:
-        genesis = self._genesis()
         ledger = self._ledger()
         for author, feed in self.feeds.items():
             self.report.feeds[author] = feed.seen
@@ -391,10 +391,7 @@ class Auditor:
         except InvariantError as e:
             self.violation("", 0, "invariant", str(e))
         self.report.state_digest = ledger.digest()
-        from federation.reports import balances
-
         self.report.balances = balances(ledger)
-        del genesis
 
 
 def _where(raw: bytes) -> tuple[bytes, int]:

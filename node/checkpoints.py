@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
@@ -19,6 +20,7 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from node.store import FeedStore
 from protocol import canonical, merkle
 from protocol.checkpoint import Checkpoint, origin_for, sign_checkpoint, verify_checkpoint
+from protocol.entry import decode_entry
 from protocol.keys import Signer
 
 CONFLICTS = "conflicts"
@@ -38,20 +40,16 @@ class CheckpointBook:
     def builder(self, author: bytes) -> merkle.RootBuilder:
         """The feed's Merkle compact range, caught up with the stored entries."""
         name = f"merkle-{author.hex()}"
-        position, state, _ = self.store.load_view(name)
+        _, state, _ = self.store.load_view(name)
         builder = merkle.RootBuilder()
         if state is not None:
             size, hashes = canonical.decode(state, max_size=1 << 16, what="merkle state")
             builder = merkle.RootBuilder.from_state(size, hashes)
         start = builder.size
-        for _, raw in self.store.read_raw(author, after=builder.size):
-            from protocol.entry import decode_entry
-
-            builder.append(merkle.leaf_hash(decode_entry(raw).hash))
+        builder.extend(_leaves(self.store, author, after=builder.size))
         if builder.size != start:
             self.store.save_view(name, 0, canonical.encode([builder.size,
                                                             list(builder.hashes)]), b"")
-        del position
         return builder
 
     def root_at(self, author: bytes, size: int) -> bytes | None:
@@ -62,10 +60,7 @@ class CheckpointBook:
         if size > head.size:
             return None
         partial = merkle.RootBuilder()
-        for _, raw in self.store.read_raw(author, upto=size):
-            from protocol.entry import decode_entry
-
-            partial.append(merkle.leaf_hash(decode_entry(raw).hash))
+        partial.extend(_leaves(self.store, author, upto=size))
         return partial.root()
 
     def latest(self, author: bytes) -> tuple[Checkpoint, bytes] | None:
@@ -127,9 +122,13 @@ class CheckpointBook:
         return out
 
 
+def _leaves(store: FeedStore, author: bytes, after: int = 0,
+            upto: int | None = None) -> Iterator[bytes]:
+    """Leaf hashes (RFC 9162 leaf hash of the entry hash) of a feed's stored entries."""
+    for _, raw in store.read_raw(author, after=after, upto=upto):
+        yield merkle.leaf_hash(decode_entry(raw).hash)
+
+
 def leaf_hashes(store: FeedStore, author: bytes, size: int) -> list[bytes]:
     """Leaf hashes of the first ``size`` entries of a feed (32 bytes each)."""
-    from protocol.entry import decode_entry
-
-    return [merkle.leaf_hash(decode_entry(raw).hash)
-            for _, raw in store.read_raw(author, upto=size)]
+    return list(_leaves(store, author, upto=size))

@@ -20,7 +20,7 @@ from typing import Any
 
 from federation.genesis import Genesis, load_genesis_file
 from node.store import StoreConfig
-from protocol.keys import Signer, load_private_key, save_private_key
+from protocol.keys import Signer, is_encrypted_pem, load_private_key, save_private_key
 
 HOME_FORMAT = "disco-node/1"
 CONFIG = "node.json"
@@ -115,7 +115,7 @@ class Home:
 
     def key_is_encrypted(self) -> bool:
         try:
-            return b"ENCRYPTED" in self.key_path.read_bytes()
+            return is_encrypted_pem(self.key_path.read_bytes())
         except OSError:
             return False
 

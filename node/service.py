@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from node.auth import RequestVerifier
@@ -140,10 +139,10 @@ def status_of(node: LabNode, peers: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def peer_status(home: Home, frontier: dict[bytes, tuple[int, bytes | None]] | None = None
-                ) -> list[dict[str, Any]]:
+def peer_status(home: Home) -> list[dict[str, Any]]:
+    """Configured peers with what the running node last recorded of each."""
     state = load_peer_state(home)
     return [{"url": u, **state.get(u, {})} for u in load_peers(home)]
 
 
-__all__ = ["NodeService", "Path", "load_peers", "save_peers", "status_of"]
+__all__ = ["NodeService", "load_peers", "peer_status", "save_peers", "status_of"]

@@ -17,6 +17,7 @@ from node.cli.common import (
     json_option,
     now_us,
     open_node,
+    parse_amount,
     parse_lab_id,
 )
 from node.home import Home
@@ -84,8 +85,6 @@ def federation_create(
     out: Path, as_json: bool,
 ) -> None:
     """Write the genesis document of a new federation."""
-    from node.cli.common import parse_amount
-
     labs = [_founder(f) for f in founders]
     unit_map = dict(_unit(u) for u in units)
     credit: dict[str, int] = {}
