@@ -122,20 +122,29 @@ class Schema:
         """The checker of every field, required or optional."""
         return {**self.required, **self.optional}
 
+    @cached_property
+    def layouts(self) -> Mapping[tuple[str, ...], tuple[tuple[str, Checker], ...]]:
+        """Every sorted tuple of field names a body may have (all required fields,
+        any optional ones), each with its fields' checkers in that order."""
+        optional = sorted(self.optional)
+        layouts = {}
+        for mask in range(2 ** len(optional)):
+            names = sorted([*self.required,
+                            *(name for i, name in enumerate(optional) if mask >> i & 1)])
+            layouts[tuple(names)] = tuple((name, self.fields[name]) for name in names)
+        return layouts
+
     def accepts_sorted(self, body: dict[str, Any]) -> bool:
         """True when :meth:`check` passes and the keys of ``body`` and of every map in
         it are in sorted order. False says only: ask :meth:`check` and the canonical
         decoder what is wrong, if anything."""
-        fields = self.fields
-        last = ""
-        for name, value in body.items():
-            checker = fields.get(name)
-            if (checker is None or name <= last or checker(value) is not None
-                    or (type(value) is dict and list(value) != sorted(value))):
-                return False
-            last = name
-        for name in self.required:
-            if name not in body:
+        layout = self.layouts.get(tuple(body))  # known fields, required ones, sorted
+        if layout is None:
+            return False
+        for name, checker in layout:
+            value = body[name]
+            if checker(value) is not None or (type(value) is dict
+                                              and list(value) != sorted(value)):
                 return False
         return True
 
@@ -199,24 +208,33 @@ class _PerThread(threading.local):
 _THREAD = _PerThread()
 
 
+def plain_body(kind: str, data: bytes) -> dict[str, Any] | None:
+    """The body ``data`` of a ``kind`` entry when it is a canonical map its schema
+    accepts (the usual case, decoded once and packed once, in C); None otherwise,
+    which says only: ask :func:`entry_body` what is wrong, if anything."""
+    schema = SCHEMAS.get(kind)
+    if schema is None or len(data) > MAX_ENTRY_SIZE:
+        return None
+    # A map the schema accepts holds only str, bin, bounded ints, refs and maps with
+    # sorted keys, which msgpack packs exactly as canonical.encode does: it is
+    # canonical iff packing it gives its bytes back.
+    try:
+        body = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
+    if type(body) is dict and schema.accepts_sorted(body) and _THREAD.pack(body) == data:
+        return body
+    return None
+
+
 def entry_body(entry: Entry) -> dict[str, Any] | None:
     """The entry's body, schema-checked; None when redacted. Raises RuleViolation."""
     data = entry.body
     if data is None:
         return None
-    schema = SCHEMAS.get(entry.header.kind)
-    if schema is not None and len(data) <= MAX_ENTRY_SIZE:
-        # The usual case, decoded once and packed once, in C. A map the schema accepts
-        # holds only str, bin, bounded ints, refs and maps with sorted keys, which
-        # msgpack packs exactly as canonical.encode does: it is canonical iff packing
-        # it gives its bytes back.
-        try:
-            body = msgpack.unpackb(data, raw=False, strict_map_key=True)
-        except (ValueError, TypeError, msgpack.UnpackException):
-            body = None
-        if (type(body) is dict and schema.accepts_sorted(body)
-                and _THREAD.pack(body) == data):
-            return body
+    body = plain_body(entry.header.kind, data)
+    if body is not None:
+        return body
     # Anything else: the full check, which says what is wrong (if anything).
     try:
         body = entry.fields()

@@ -171,7 +171,7 @@ class LedgerProjection:
                 is_a_feed = feed[originator] = is_feed(originator)
             if is_a_feed:
                 self.feeds.passing(originator, version, raw)
-                ledger.receive(decode_stored(raw))
+                ledger.receive_stored(raw)
             position = nid
             since_save += 1
             if since_save >= checkpoint_every:

@@ -380,25 +380,25 @@ _SET_HEADER, _SET_SIGNATURE, _SET_BODY, _SET_RAW, _SET_HASH, _SET_HEADER_BYTES =
 _SIGNATURE_MARK = b"\xc4\x40"  # bin 8 of 64 bytes: how the signature is packed
 
 
-def decode_stored(raw: bytes) -> Entry:
-    """Decode an entry read back from this node's own store, trusting its bytes.
+def stored_parts(raw: bytes) -> tuple[list[Any], bytes, bytes | None, bytes] | None:
+    """``(header fields, signature, body, header bytes)`` of an entry read back from
+    this node's own store, trusting its bytes; None when ``raw`` does not have the
+    layout of an entry (a damaged store: :func:`decode_entry` then says what is wrong).
 
     The store holds only entries that passed :func:`decode_entry`, their signature
     and their chain before they were stored, so their bytes are canonical and their
     header is valid. This unpacks them once and checks nothing again: the header
     bytes (hashed and signed) are the slice of ``raw`` between the array mark and
-    the signature, not a re-encoding. Gives the same :class:`Entry` as
-    :func:`decode_entry` for such bytes; anything else that does not have the
-    layout of an entry (a damaged store) takes :func:`decode_entry`, with its
-    errors. Never use it on bytes that did not come from the store.
+    the signature, not a re-encoding. The header fields are the list
+    ``[version, federation_id, author, seq, prev, ts_us, kind, body_hash]``.
+    Never use it on bytes that did not come from the store.
     """
-    raw = bytes(raw)
     try:
         value = msgpack.unpackb(raw, raw=False, use_list=True)
     except (ValueError, TypeError, msgpack.UnpackException):
-        return decode_entry(raw)
+        return None
     if type(value) is not list or len(value) != 3:
-        return decode_entry(raw)
+        return None
     hdr, signature, body = value
     if type(body) is bytes:
         size = len(body)
@@ -406,14 +406,29 @@ def decode_stored(raw: bytes) -> Entry:
     elif body is None:
         packed_body = 1
     else:
-        return decode_entry(raw)
+        return None
     end = len(raw) - packed_body - 66  # where the packed signature starts
     if (type(hdr) is not list or len(hdr) != 8 or hdr[0] != FORMAT_VERSION
             or type(signature) is not bytes or len(signature) != 64
             or raw[end:end + 2] != _SIGNATURE_MARK
             or raw[0] != 0x93 or raw[1] != 0x98):
+        return None
+    return hdr, signature, body, raw[1:end]
+
+
+def decode_stored(raw: bytes) -> Entry:
+    """Decode an entry read back from this node's own store, trusting its bytes
+    (see :func:`stored_parts`).
+
+    Gives the same :class:`Entry` as :func:`decode_entry` for such bytes; anything
+    else takes :func:`decode_entry`, with its errors. Never use it on bytes that did
+    not come from the store.
+    """
+    raw = bytes(raw)
+    parts = stored_parts(raw)
+    if parts is None:
         return decode_entry(raw)
-    header_bytes = raw[1:end]
+    hdr, signature, body, header_bytes = parts
     entry = _new_object(Entry)
     _SET_HEADER(entry, _checked_header(hdr))
     _SET_SIGNATURE(entry, signature)
