@@ -245,7 +245,7 @@ def entry_body(entry: Entry) -> dict[str, Any] | None:
     return body
 
 
-@dataclass
+@dataclass(slots=True)
 class LabState:
     """What a LAB's own feed says up to some seq: joined?, name, members.
 
@@ -272,9 +272,12 @@ class LabState:
     def check_accepted(self, kind: str, body: Mapping[str, Any] | None) -> None:
         """:meth:`check` for a body that :func:`check_body` has accepted (or None):
         the same rules, without checking the schema again."""
-        self._check_place(kind)
+        if not self.seq or kind == "lab.joined" or self.author not in self.roster:
+            self._check_place(kind)  # (the usual entry passes it: no call)
         if body is not None:
-            self._check_body_rules(kind, body)
+            rules = _BODY_RULES.get(kind)
+            if rules is not None:
+                rules(self, body)
 
     def _check_place(self, kind: str) -> None:
         """Raise :class:`RuleViolation` if an entry of ``kind`` may not come next here."""
@@ -288,17 +291,31 @@ class LabState:
     def _check_body_rules(self, kind: str, body: Mapping[str, Any]) -> None:
         """Raise :class:`RuleViolation` if this schema-checked body breaks a rule of
         the feed so far (members, federation, for_lab)."""
-        if kind == "lab.joined" and body["federation"] != self.federation_id:
+        rules = _BODY_RULES.get(kind)
+        if rules is not None:
+            rules(self, body)
+
+    def _joined(self, body: Mapping[str, Any]) -> None:
+        if body["federation"] != self.federation_id:
             raise RuleViolation("wrong-federation", "lab.joined names another federation")
-        if kind == "member.added" and body["handle"] in self.members:
+
+    def _member_added(self, body: Mapping[str, Any]) -> None:
+        if body["handle"] in self.members:
             raise RuleViolation("member-exists", f"member {body['handle']!r} already added")
-        if kind == "member.updated" and not self._known(body["handle"]):
+
+    def _member_updated(self, body: Mapping[str, Any]) -> None:
+        if not self._known(body["handle"]):
             raise RuleViolation("unknown-member", f"no member {body['handle']!r} in this LAB")
-        if kind == "contribution.recorded":
-            if not self._known(body["member"]):
-                raise RuleViolation("unknown-member", f"no member {body['member']!r} in this LAB")
-            if "for_lab" in body and body["for_lab"] not in self.roster:
-                raise RuleViolation("unknown-lab", "for_lab is not a member LAB")
+
+    def contribution_rules(self, body: Mapping[str, Any]) -> None:
+        """The rules of this feed for a ``contribution.recorded`` body: its member is
+        known, its ``for_lab`` is a member LAB. Raises :class:`RuleViolation`."""
+        member = body["member"]
+        if member not in self.members and not self.redactions:
+            raise RuleViolation("unknown-member", f"no member {member!r} in this LAB")
+        for_lab = body.get("for_lab")
+        if for_lab is not None and for_lab not in self.roster:
+            raise RuleViolation("unknown-lab", "for_lab is not a member LAB")
 
     def _known(self, handle: str) -> bool:
         return handle in self.members or self.redactions > 0
@@ -308,11 +325,11 @@ class LabState:
         self.seq += 1
         if body is None:
             self.redactions += 1
-            return
-        if kind == "lab.joined":
-            self.name = body["name"]
-        elif kind in ("member.added", "member.updated"):
-            self.members[body["handle"]] = body["name"]
+        elif kind in _NAMING:
+            if kind == "lab.joined":
+                self.name = body["name"]
+            else:
+                self.members[body["handle"]] = body["name"]
 
     def check_entry(self, entry: Entry) -> None:
         """:meth:`check` for a received entry, decoding its body first."""
@@ -334,3 +351,14 @@ class LabState:
             return e
         self.apply(entry.kind, body)
         return None
+
+
+_BODY_RULES: dict[str, Callable[[LabState, Mapping[str, Any]], None]] = {
+    "lab.joined": LabState._joined,
+    "member.added": LabState._member_added,
+    "member.updated": LabState._member_updated,
+    "contribution.recorded": LabState.contribution_rules,
+}
+"""The rules of a LAB's own feed that look at a body, by kind."""
+_NAMING = frozenset({"lab.joined", "member.added", "member.updated"})
+"""The kinds that name the LAB or its members (what :meth:`LabState.apply` records)."""

@@ -116,6 +116,38 @@ def month_of(ts_us: int) -> str:
 
 Effect = Callable[[], None]
 
+PlainEntry = tuple[bytes, int, str, int, "dict[str, Any] | None", bytes]
+"""What the ledger reads of a stored entry: author, seq, kind, ts_us, its body
+(schema-checked and canonical; None when redacted) and its header bytes."""
+
+
+def plain_entry(raw: bytes) -> PlainEntry | None:
+    """The parts of a stored entry the ledger reads, when its body is plainly valid
+    (:func:`~federation.kinds.plain_body`) or redacted; None for anything else, which
+    :meth:`Ledger.receive` of the decoded entry then settles with the reason.
+
+    For entry bytes read back from a node's own store only: see
+    :func:`~protocol.entry.stored_parts`. It builds no object and hashes nothing
+    (the ledger hashes the header only for the entries a rule needs the hash of),
+    and it depends on nothing but ``raw``, so it may run in another process.
+    """
+    if type(raw) is not bytes:
+        raw = bytes(raw)
+    parts = stored_parts(raw)
+    if parts is None:
+        return None
+    hdr, _, data, header_bytes = parts
+    body = None
+    if data is not None:
+        body = plain_body(hdr[6], data)
+        if body is None:
+            return None
+    return hdr[2], hdr[3], hdr[6], hdr[5], body, header_bytes
+
+
+def _no_effect() -> None:
+    """The effect of an entry that changes nothing the ledger counts."""
+
 
 class Ledger:
     """The projected federation ledger. Feed it entries with :meth:`receive`."""
@@ -199,28 +231,24 @@ class Ledger:
         """:meth:`receive` of ``decode_stored(raw)``, for entry bytes read back from a
         node's own store (trusted as :func:`~protocol.entry.stored_parts` says).
 
-        The same outcome, at less cost: the entry is not built as an object and
-        its hash is computed only where a rule needs it. Anything unusual (a body
-        that is not plainly valid, bytes of another layout) takes :meth:`receive`.
+        The same outcome, at less cost: see :func:`plain_entry`. Anything unusual (a
+        body that is not plainly valid, bytes of another layout) takes :meth:`receive`.
         """
-        if type(raw) is not bytes:
-            raw = bytes(raw)
-        parts = stored_parts(raw)
-        if parts is None:
+        plain = plain_entry(raw)
+        if plain is None:
             self.receive(decode_stored(raw))
-            return
-        hdr, _, data, header_bytes = parts
-        author, seq, kind = hdr[2], hdr[3], hdr[6]
+        else:
+            self.receive_plain(plain)
+
+    def receive_plain(self, plain: PlainEntry) -> None:
+        """:meth:`receive` of the stored entry that :func:`plain_entry` made ``plain``."""
+        author, seq, kind, ts_us, body, header_bytes = plain
         if author not in self.roster or author in self.pending:
             return
         lab = self.labs.get(author)
         if seq != (lab.seq + 1 if lab else 1) or (self.frozen and self._is_frozen(author, seq)):
             return
-        body = None if data is None else plain_body(kind, data)
-        if body is None and data is not None:  # the slow path says what is wrong
-            self.receive(decode_stored(raw))
-            return
-        woken = self._settle(lab or self.lab(author), seq, kind, hdr[5], body, header_bytes,
+        woken = self._settle(lab or self.lab(author), seq, kind, ts_us, body, header_bytes,
                              None)
         if woken:
             self._resume(woken)
@@ -266,6 +294,13 @@ class Ledger:
         where a rule needs it."""
         author = lab.author
         try:
+            if kind == "contribution.recorded" and body is not None and lab.seq:
+                # Most entries: what the general path below does for them, without
+                # its calls (the placement rules hold for a joined LAB's contribution).
+                lab.contribution_rules(body)
+                self._add_contribution(author, body, ts_us)
+                lab.seq += 1
+                return self._woken(author, seq)
             lab.check_accepted(kind, body)
             effect = self._evaluate(author, seq, kind, body, ts_us, digest, header_bytes)
         except PendingReference as p:
@@ -279,17 +314,19 @@ class Ledger:
         if body is None:
             self.redacted += 1
         effect()
-        if not self.waiting:
-            return []
-        return sorted(self.waiting.pop((author, seq), ()))
+        return self._woken(author, seq)
 
     def _reject(self, lab: LabState, seq: int, v: RuleViolation) -> list[bytes]:
         """Settle entry ``seq`` of ``lab``'s feed as invalid; return the feeds it wakes."""
         lab.seq += 1
         self.invalid[(lab.author, seq)] = (v.code, v.message)
+        return self._woken(lab.author, seq)
+
+    def _woken(self, author: bytes, seq: int) -> list[bytes]:
+        """The feeds that were waiting for (author, seq), now settled (sorted)."""
         if not self.waiting:
             return []
-        return sorted(self.waiting.pop((lab.author, seq), ()))
+        return sorted(self.waiting.pop((author, seq), ()))
 
     # -- rules ---------------------------------------------------------------
 
@@ -311,14 +348,9 @@ class Ledger:
         entry hash, or None for the hash of ``header_bytes``.
         """
         if body is None:
-            return lambda: None
+            return _no_effect
         if kind == "contribution.recorded":
-            key = (author, body.get("for_lab", b""), body["member"], body["stream"],
-                   month_of(ts_us))
-
-            def add() -> None:
-                self.contributions[key] = self.contributions.get(key, 0) + body["minutes"]
-            return add
+            return lambda: self._add_contribution(author, body, ts_us)
         if kind == "transfer.offered":
             return self._offer(author, seq, body, ts_us, digest or sha256(header_bytes))
         if kind in ("transfer.accepted", "transfer.declined"):
@@ -337,7 +369,11 @@ class Ledger:
         if kind == "policy.set":
             weights, ratio = dict(body["weights"]), body["care_ratio"]
             return lambda: self.policies.__setitem__(author, (weights, ratio))
-        return lambda: None
+        return _no_effect
+
+    def _add_contribution(self, author: bytes, body: Mapping[str, Any], ts_us: int) -> None:
+        key = (author, body.get("for_lab", b""), body["member"], body["stream"], month_of(ts_us))
+        self.contributions[key] = self.contributions.get(key, 0) + body["minutes"]
 
     def _unit(self, unit: str) -> None:
         if unit not in self.units:

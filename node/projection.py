@@ -18,6 +18,7 @@ from typing import Any
 
 from federation.genesis import Genesis
 from federation.ledger import Ledger
+from node.readahead import READ_AHEAD_MIN, rows
 from node.store import FORKS, PAGE, FeedStore, is_feed
 from protocol import canonical
 from protocol.entry import Entry, decode_stored, sha256
@@ -121,10 +122,14 @@ def summary_of(ledger: Ledger, position: int, state: bytes | None = None) -> dic
 class LedgerProjection:
     """Loads, catches up and saves the ledger of one node's store."""
 
-    def __init__(self, store: FeedStore, genesis: Genesis) -> None:
+    def __init__(self, store: FeedStore, genesis: Genesis,
+                 read_ahead_min: int = READ_AHEAD_MIN) -> None:
+        """``read_ahead_min``: from this many notifications behind, a catch-up reads
+        ahead in a second process (:mod:`node.readahead`)."""
         self.store = store
         self.genesis = genesis
         self.feeds = StoreFeeds(store)
+        self.read_ahead_min = read_ahead_min
 
     def load(self) -> tuple[Ledger, int]:
         """The saved ledger and its position; a fresh one if none (or if damaged)."""
@@ -160,23 +165,27 @@ class LedgerProjection:
         saved = position
         since_save = 0
         feed: dict[str, bool] = {}  # is_feed of the few originators there are
-        for nid, originator, version, raw in self.store.notifications(after=position):
-            if originator == FORKS:
-                if any(a not in ledger.frozen for a in self.store.fork_proofs()):
-                    return self._catch_up(ledger, position, checkpoint_every)
+        notifications = rows(self.store, position, read_ahead_min=self.read_ahead_min)
+        try:
+            for nid, originator, version, raw in notifications:
+                if originator == FORKS:
+                    if any(a not in ledger.frozen for a in self.store.fork_proofs()):
+                        return self._catch_up(ledger, position, checkpoint_every)
+                    position = nid
+                    continue
+                is_a_feed = feed.get(originator)
+                if is_a_feed is None:
+                    is_a_feed = feed[originator] = is_feed(originator)
+                if is_a_feed:
+                    self.feeds.passing(originator, version, raw)
+                    ledger.receive_stored(raw)
                 position = nid
-                continue
-            is_a_feed = feed.get(originator)
-            if is_a_feed is None:
-                is_a_feed = feed[originator] = is_feed(originator)
-            if is_a_feed:
-                self.feeds.passing(originator, version, raw)
-                ledger.receive_stored(raw)
-            position = nid
-            since_save += 1
-            if since_save >= checkpoint_every:
-                self.save(ledger, position)
-                saved, since_save = position, 0
+                since_save += 1
+                if since_save >= checkpoint_every:
+                    self.save(ledger, position)
+                    saved, since_save = position, 0
+        finally:
+            notifications.close()  # stops a reader process, if any
         if position != saved:  # (a checkpoint at the very end is not written twice)
             self.save(ledger, position)
         return ledger, position

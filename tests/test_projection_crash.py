@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from node.home import Home
 from node.projection import VIEW, LedgerProjection
 from node.store import FeedStore
@@ -34,7 +36,7 @@ from node.store import FeedStore
 
 home = Home.open(Path(sys.argv[1]))
 store = FeedStore(home.store_config())
-projection = LedgerProjection(store, home.genesis())
+projection = LedgerProjection(store, home.genesis(), read_ahead_min=int(sys.argv[3]))
 save = projection.save
 
 def save_and_say(ledger, position):
@@ -104,7 +106,21 @@ def _build(store: FeedStore, farm: Feed, fab: Feed) -> tuple[int, int]:
     return accepted, declined
 
 
-def test_kill_9_during_projection_catch_up_then_restart(cli: Cli, tmp_path: Path) -> None:
+def _processes_naming(text: str) -> list[int]:
+    """Pids of the processes whose command line holds ``text`` (Linux /proc)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.parametrize("read_ahead", [False, True], ids=["in-process", "read-ahead"])
+def test_kill_9_during_projection_catch_up_then_restart(cli: Cli, tmp_path: Path,
+                                                        read_ahead: bool) -> None:
     fed = make_federation(tmp_path, ["Farm", "FabLab"], credit_limit=10**9)
     farm_home, fab_home = fed.homes
     fid = fed.genesis.federation_id
@@ -123,7 +139,8 @@ def test_kill_9_during_projection_catch_up_then_restart(cli: Cli, tmp_path: Path
         assert store.load_view(VIEW, state=False)[0] == 0
 
     proc = subprocess.Popen(
-        [sys.executable, "-c", CATCH_UP, str(farm_home.path), "2000"],
+        [sys.executable, "-c", CATCH_UP, str(farm_home.path), "2000",
+         "1" if read_ahead else str(10**9)],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.stdout is not None
     lines = []
@@ -135,6 +152,8 @@ def test_kill_9_during_projection_catch_up_then_restart(cli: Cli, tmp_path: Path
         lines.append(proc.stdout.readline())
         assert lines[1].startswith("saved"), lines
         time.sleep(0.05)
+        # (the catch-up, and its reader if it reads ahead, name the home)
+        assert len(_processes_naming(str(farm_home.path))) == (2 if read_ahead else 1)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         took = time.monotonic() - started
@@ -146,6 +165,11 @@ def test_kill_9_during_projection_catch_up_then_restart(cli: Cli, tmp_path: Path
     assert proc.returncode == -signal.SIGKILL
     assert not any(line.startswith("done") for line in lines), (
         f"catch-up finished within {took:.2f} s before the kill; raise BATCHES")
+    # A read-ahead process, orphaned, stops at its next write.
+    deadline = time.monotonic() + 20
+    while _processes_naming(str(farm_home.path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _processes_naming(str(farm_home.path)) == []
 
     home = Home.open(farm_home.path)
     genesis = home.genesis()
