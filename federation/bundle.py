@@ -99,6 +99,7 @@ def read_records(f: BinaryIO) -> Iterator[Record]:
     unpacker = msgpack.Unpacker(raw=False, use_list=True, strict_map_key=True,
                                 max_buffer_size=4 * MAX_RECORD, max_bin_len=MAX_RECORD,
                                 ext_hook=_no_ext)
+    pack = msgpack.Packer(use_bin_type=True).pack
     digest = hashlib.sha256()
     buffer = bytearray()
     base = 0  # file offset of buffer[0]
@@ -132,9 +133,10 @@ def read_records(f: BinaryIO) -> Iterator[Record]:
             raise BundleError(f"bundle: bytes after the end record at byte {offset}")
         if not isinstance(value, list) or not value or value[0] not in KINDS:
             raise BundleError(f"bundle: unknown record at byte {offset}")
-        if len(value) == 2 and value[0] == "entry" and type(value[1]) is bytes:
+        plain_entry = len(value) == 2 and value[0] == "entry" and type(value[1]) is bytes
+        if plain_entry:
             # What canonical.encode makes of [str, bin], without its walk: most records.
-            canonical_form = msgpack.packb(value, use_bin_type=True)
+            canonical_form = pack(value)
         else:
             try:
                 canonical_form = canonical.encode(value)
@@ -146,7 +148,7 @@ def read_records(f: BinaryIO) -> Iterator[Record]:
         kind = value[0]
         if count == 0 and (kind != "bundle" or len(value) != 4 or value[1] != BUNDLE_VERSION):
             raise BundleError("not a disco bundle (version 1)")
-        shape = SHAPES.get(kind)
+        shape = None if plain_entry else SHAPES.get(kind)  # (an entry has its shape)
         if shape is not None and (len(value) != 1 + len(shape) or any(
                 type(v) is not t for v, t in zip(value[1:], shape, strict=False))):
             raise BundleError(f"bundle: malformed {kind} record at byte {offset}")

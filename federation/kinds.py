@@ -31,7 +31,6 @@ Rules across feeds (credit limits, answers to offers) are in
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -40,6 +39,7 @@ from typing import Any
 import msgpack
 
 from federation.errors import RuleViolation
+from protocol import canonical
 from protocol.entry import MAX_ENTRY_SIZE, Entry, Ref
 from protocol.errors import ProtocolError
 
@@ -197,15 +197,6 @@ def check_body(kind: str, body: Mapping[str, Any]) -> None:
     schema.check(kind, body)
 
 
-class _PerThread(threading.local):
-    """A msgpack packer for each thread (a packer is not thread-safe; making one for
-    each body costs as much as the packing)."""
-
-    def __init__(self) -> None:
-        self.pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True).pack
-
-
-_THREAD = _PerThread()
 
 
 def plain_body(kind: str, data: bytes) -> dict[str, Any] | None:
@@ -222,7 +213,7 @@ def plain_body(kind: str, data: bytes) -> dict[str, Any] | None:
         body = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except (ValueError, TypeError, msgpack.UnpackException):
         return None
-    if type(body) is dict and schema.accepts_sorted(body) and _THREAD.pack(body) == data:
+    if type(body) is dict and schema.accepts_sorted(body) and canonical.packer()(body) == data:
         return body
     return None
 

@@ -323,16 +323,17 @@ def decode_entry(raw: bytes) -> Entry:
         raise SchemaError(f"entry {_where(hdr)}: signature must be bin 64")
     if body is not None and not isinstance(body, bytes):
         raise SchemaError(f"entry {_where(hdr)}: body must be bin or nil")
-    header_bytes = msgpack.packb(hdr, use_bin_type=True)
+    pack = canonical.packer()
+    header_bytes = pack(hdr)
     # packb([hdr, signature, body]), from its parts: a 3-array, then each element
     again = b"".join((b"\x93", header_bytes, b"\xc4\x40", signature,
-                      b"\xc0" if body is None else msgpack.packb(body, use_bin_type=True)))
+                      b"\xc0" if body is None else pack(body)))
     if again != raw:
         raise NonCanonicalError(f"entry {_where(hdr)} is not canonical msgpack")
     header = _checked_header(hdr)
     if body is not None and sha256(body) != header.body_hash:
         raise BodyHashMismatchError(f"entry {_where(hdr)}: body does not match body_hash")
-    return Entry(header, signature, body, raw, sha256(header_bytes), header_bytes)
+    return _entry(header, signature, body, raw, header_bytes)
 
 
 _SEQ_MAX = 2**63 - 1
@@ -381,17 +382,16 @@ _SIGNATURE_MARK = b"\xc4\x40"  # bin 8 of 64 bytes: how the signature is packed
 
 
 def stored_parts(raw: bytes) -> tuple[list[Any], bytes, bytes | None, bytes] | None:
-    """``(header fields, signature, body, header bytes)`` of an entry read back from
-    this node's own store, trusting its bytes; None when ``raw`` does not have the
-    layout of an entry (a damaged store: :func:`decode_entry` then says what is wrong).
+    """``(header fields, signature, body, header bytes)`` of canonical entry bytes,
+    unchecked; None when ``raw`` does not have the layout of an entry.
 
-    The store holds only entries that passed :func:`decode_entry`, their signature
-    and their chain before they were stored, so their bytes are canonical and their
-    header is valid. This unpacks them once and checks nothing again: the header
-    bytes (hashed and signed) are the slice of ``raw`` between the array mark and
-    the signature, not a re-encoding. The header fields are the list
-    ``[version, federation_id, author, seq, prev, ts_us, kind, body_hash]``.
-    Never use it on bytes that did not come from the store.
+    For bytes known to be canonical: an entry read back from this node's own store
+    (which holds only entries that passed :func:`decode_entry`, their signature and
+    their chain), or bytes that :func:`decode_entry` accepts. It unpacks them once and
+    checks nothing: the header bytes (hashed and signed) are the slice of ``raw``
+    between the array mark and the signature, not a re-encoding. The header fields
+    are the list ``[version, federation_id, author, seq, prev, ts_us, kind,
+    body_hash]``. For other bytes the parts mean nothing.
     """
     try:
         value = msgpack.unpackb(raw, raw=False, use_list=True)
@@ -429,14 +429,23 @@ def decode_stored(raw: bytes) -> Entry:
     if parts is None:
         return decode_entry(raw)
     hdr, signature, body, header_bytes = parts
+    return _entry(_checked_header(hdr), signature, body, raw, header_bytes)
+
+
+def _entry(header: Header, signature: bytes, body: bytes | None, raw: bytes,
+           header_bytes: bytes) -> Entry:
+    """``Entry(...)`` of checked parts, its hash computed, without the frozen
+    dataclass's per-field ``object.__setattr__`` calls."""
     entry = _new_object(Entry)
-    _SET_HEADER(entry, _checked_header(hdr))
+    _SET_HEADER(entry, header)
     _SET_SIGNATURE(entry, signature)
     _SET_BODY(entry, body)
     _SET_RAW(entry, raw)
     _SET_HASH(entry, sha256(header_bytes))
     _SET_HEADER_BYTES(entry, header_bytes)
     return entry
+
+
 
 
 def verifying_key(author: bytes, seq: int) -> bytes:
@@ -446,6 +455,25 @@ def verifying_key(author: bytes, seq: int) -> bytes:
     own ``key.rotated`` entries, without a change to the format or the store.
     """
     return author
+
+
+def signature_ok(raw: bytes) -> bool:
+    """True when the signature of the entry ``raw`` verifies (with
+    :func:`verifying_key`); False otherwise, or when ``raw`` has no entry's layout.
+
+    Works on the bytes alone (:func:`stored_parts`), so a worker process can check
+    a batch of entries sent as bytes: the answer holds for bytes that
+    :func:`decode_entry` accepts, and means nothing for others.
+    """
+    parts = stored_parts(raw)
+    if parts is None:
+        return False
+    hdr, signature, _, header_bytes = parts
+    try:
+        return verify_signature(verifying_key(hdr[2], hdr[3]), signature,
+                                SIGNING_PREFIX + header_bytes)
+    except (TypeError, ValueError):
+        return False
 
 
 def check_signature(entry: Entry, key: bytes | None = None) -> None:

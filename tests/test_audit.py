@@ -220,10 +220,13 @@ def test_the_bundle_holds_the_signed_checkpoints_and_every_feed(world: World) ->
     kinds = [k for k, _ in records]
     assert kinds[:2] == ["bundle", "genesis"] and kinds.count("entry") == 13
     assert kinds.count("checkpoint") == 3
-    for author in world.ids:
-        # Each feed's checkpoint comes before its entries and covers all of them.
-        at = _checkpoint_at(records, author)
-        assert _find(records, author, 1) > at
+    # Every checkpoint comes before every entry; entries are in the order the
+    # exporting node stored them (each feed in seq order).
+    assert max(i for i, (k, _) in enumerate(records) if k == "checkpoint") < kinds.index("entry")
+    with world.fed.node(0) as node:
+        stored = [raw for _, originator, _, raw in node.store.notifications()
+                  if originator in {a.hex() for a in world.ids}]
+    assert [f[0] for k, f in records if k == "entry"] == stored
     assert _write(records) == world.data  # rewriting an untouched bundle changes nothing
 
 
@@ -276,8 +279,8 @@ def _tamper_drop(w: World, records: Records) -> tuple[str, int]:
 
 
 def _tamper_swap(w: World, records: Records) -> tuple[str, int]:
-    i = _find(records, w.farm, 3)
-    records[i], records[i + 1] = records[i + 1], records[i]
+    i, j = _find(records, w.farm, 3), _find(records, w.farm, 4)
+    records[i], records[j] = records[j], records[i]
     return "broken-chain", 4
 
 
@@ -332,6 +335,15 @@ def _tamper_checkpoint_by_another_lab(w: World, records: Records) -> tuple[str, 
     return "bad-checkpoint", 0
 
 
+def _tamper_checkpoint_after_entries(w: World, records: Records) -> tuple[str, int]:
+    # A checkpoint of a rewritten history, moved after the feed's entries, where its
+    # root can no longer be compared with theirs.
+    _tamper_checkpoint_other_tree(w, records)
+    moved = records.pop(_checkpoint_at(records, w.farm))
+    records.insert(_find(records, w.farm, _feed(records, w.farm)[-1].seq) + 1, moved)
+    return "checkpoint-misplaced", 0
+
+
 TAMPERINGS: dict[str, Callable[[World, Records], tuple[str, int]]] = {
     "flipped bit in a signature": _tamper_signature,
     "flipped bit in a header (ts)": _tamper_header,
@@ -343,6 +355,7 @@ TAMPERINGS: dict[str, Callable[[World, Records], tuple[str, int]]] = {
     "checkpoint over a different tree": _tamper_checkpoint_other_tree,
     "forged checkpoint signature": _tamper_checkpoint_signature,
     "checkpoint signed by another LAB": _tamper_checkpoint_by_another_lab,
+    "checkpoint moved after its feed's entries": _tamper_checkpoint_after_entries,
 }
 
 
