@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from federation.genesis import Genesis, Lab, create_genesis
 from federation.ledger import Ledger
+from protocol import canonical
 from protocol.entry import (
     SIGNING_PREFIX,
     Entry,
@@ -181,6 +182,7 @@ def test_any_arrival_order_gives_the_same_ledger(seed: int, n_labs: int, steps: 
     reverse = project(genesis, [e for a in reversed(authors) for e in a.entries])
     assert reverse.digest() == in_order.digest()
     assert in_order.document() == reverse.document()
+    assert in_order.encode() == canonical.encode(in_order.document())
     # The faulty author's rejected entries are listed with reasons, never applied.
     assert all(code and message for code, message in in_order.invalid.values())
 
@@ -294,6 +296,8 @@ def test_snapshot_restores_exactly() -> None:
         ledger.receive(e)
     restored = Ledger.restore(genesis, held, ledger.encode())
     assert restored.encode() == ledger.encode()
+    assert ledger.encode() == canonical.encode(ledger.document())  # the fast path's bytes
+    assert len(ledger.offers) > 3
     for e in order[150:]:
         held.add(e)
         ledger.receive(e)
