@@ -108,7 +108,8 @@ class BundleFeeds:
 
     def entries_after(self, author: bytes, seq: int) -> Iterator[Entry]:
         """The held entries after ``seq``, read a block at a time: a feed that resumes
-        is re-read sequentially, not with one seek and read per entry."""
+        is re-read sequentially, not with one seek and read per entry (records of
+        other feeds in between are passed over)."""
         offsets = self.offsets.get(author)
         end = len(offsets) if offsets else 0
         s = seq + 1
@@ -116,6 +117,8 @@ class BundleFeeds:
         while offsets and s <= end:
             start = s
             for offset, raw in self._records(offsets[s - 1], size):
+                if offset < offsets[s - 1]:
+                    continue  # an entry of another feed
                 if offset != offsets[s - 1]:
                     break  # the feed's next entry is elsewhere in the file
                 yield decode_entry(raw)

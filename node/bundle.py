@@ -50,7 +50,9 @@ def export_bundle(node: LabNode, out: BinaryIO, now_us: int, *,
         writer.fork(proof.encode())
     chosen = list(authors or node.feeds())
     for author in chosen:
-        held = book.latest(author)
+        # (a peer's checkpoint may cover entries not held yet: the latest one that
+        # covers no more than the entries written is the one that can be checked)
+        held = book.latest(author, max_size=node.store.head(author)[0])
         if held is not None:
             writer.checkpoint(author, held[1])
     # The entries in the order this node stored them (each feed in seq order): an

@@ -24,6 +24,8 @@ from protocol.entry import decode_entry
 from protocol.keys import Signer
 
 CONFLICTS = "conflicts"
+LATEST_PAGE = 50
+"""Checkpoints read per query when looking for the latest within a size."""
 
 
 def _aggregate(author: bytes) -> str:
@@ -63,13 +65,21 @@ class CheckpointBook:
         partial.extend(_leaves(self.store, author, upto=size))
         return partial.root()
 
-    def latest(self, author: bytes) -> tuple[Checkpoint, bytes] | None:
-        """The latest checkpoint held of ``author``'s feed and its note bytes."""
-        rows = self.store.recorder.select_events(_aggregate(author), desc=True, limit=1)
-        if not rows:
-            return None
-        note = rows[0].state
-        return verify_checkpoint(note, author, self.federation_id), note
+    def latest(self, author: bytes, max_size: int | None = None,
+               ) -> tuple[Checkpoint, bytes] | None:
+        """The latest checkpoint held of ``author``'s feed and its note bytes; with
+        ``max_size``, the latest of at most that many entries (None if none is)."""
+        below: int | None = None  # version bound of the next page, newest first
+        while True:
+            rows = self.store.recorder.select_events(_aggregate(author), desc=True,
+                                                     lte=below, limit=LATEST_PAGE)
+            for row in rows:
+                cp = verify_checkpoint(row.state, author, self.federation_id)
+                if max_size is None or cp.size <= max_size:
+                    return cp, row.state
+            if len(rows) < LATEST_PAGE:
+                return None
+            below = rows[-1].originator_version - 1
 
     def _keep(self, author: bytes, note: bytes) -> None:
         rows = self.store.recorder.select_events(_aggregate(author), desc=True, limit=1)

@@ -166,11 +166,13 @@ class LedgerProjection:
         since_save = 0
         feed: dict[str, bool] = {}  # is_feed of the few originators there are
         notifications = rows(self.store, position, read_ahead_min=self.read_ahead_min)
+        new_fork = False
         try:
             for nid, originator, version, raw in notifications:
                 if originator == FORKS:
                     if any(a not in ledger.frozen for a in self.store.fork_proofs()):
-                        return self._catch_up(ledger, position, checkpoint_every)
+                        new_fork = True
+                        break
                     position = nid
                     continue
                 is_a_feed = feed.get(originator)
@@ -186,6 +188,8 @@ class LedgerProjection:
                     saved, since_save = position, 0
         finally:
             notifications.close()  # stops a reader process, if any
+        if new_fork:  # (its reader stopped first: the recomputation starts its own)
+            return self._catch_up(ledger, position, checkpoint_every)
         if position != saved:  # (a checkpoint at the very end is not written twice)
             self.save(ledger, position)
         return ledger, position

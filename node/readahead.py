@@ -12,19 +12,23 @@ dies, the rest is read here, from the last notification received.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgpack
 
 from node.store import FeedStore, StoreConfig
 from protocol.entry import MAX_ENTRY_SIZE
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: pipes keep their default size there
+    fcntl = None  # type: ignore[assignment]
 
 READ_AHEAD_MIN = 100_000
 """From this many notifications behind, a catch-up reads ahead in a second process
@@ -52,7 +56,7 @@ def rows(store: FeedStore, after: int, *, read_ahead_min: int = READ_AHEAD_MIN,
         reader = _Reader.start(store.config, after, upto)
         if reader is not None:
             try:
-                for row in reader.rows():
+                for row in reader.rows(after, upto):
                     yield row
                     after = row[0]
             finally:
@@ -61,44 +65,64 @@ def rows(store: FeedStore, after: int, *, read_ahead_min: int = READ_AHEAD_MIN,
 
 
 class _Reader:
-    """A reader process (``python -m node.readahead``) and its output pipe: a msgpack
-    stream of batches of rows, then ``None``."""
+    """A reader process (``python -m node.readahead``) and the pipe it writes to: a
+    msgpack stream of batches of rows, then ``None``. The job (which store, which
+    rows) goes to it on stdin, so no secret of a DSN shows on its command line."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], pipe: BinaryIO) -> None:
         self.process = process
+        self.pipe = pipe
 
     @classmethod
     def start(cls, config: StoreConfig, after: int, upto: int) -> _Reader | None:
         """Start reading (after, upto]; None where no process can be started."""
-        where = {"backend": config.backend, "dsn": config.dsn, "schema": config.schema,
-                 "path": None if config.path is None else str(Path(config.path).resolve())}
+        read_end, write_end = os.pipe()
+        if fcntl is not None and hasattr(fcntl, "F_SETPIPE_SZ"):
+            try:  # Linux: room for a few batches, so the reader works ahead of us
+                fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+            except OSError:
+                pass  # (above /proc/sys/fs/pipe-max-size): the default pipe then
+        job = {"backend": config.backend, "dsn": config.dsn, "schema": config.schema,
+               "path": None if config.path is None else str(Path(config.path).resolve()),
+               "after": after, "upto": upto, "fd": write_end}
         env = {**os.environ,
                "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))}
         try:
+            # -P: nothing from the current directory is importable in the reader
             process = subprocess.Popen(
-                [sys.executable, "-m", "node.readahead", json.dumps(where), str(after),
-                 str(upto)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, env=env)
-        except OSError:
+                [sys.executable, "-P", "-m", "node.readahead"], stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                pass_fds=(write_end,))
+        except (OSError, ValueError):  # (no pass_fds where there are no fds to pass)
+            os.close(read_end)
             return None
-        if hasattr(fcntl, "F_SETPIPE_SZ"):  # Linux: room for a few batches in the pipe,
-            try:  # so that the reader works ahead rather than in step with us
-                fcntl.fcntl(process.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)  # type: ignore[union-attr]
-            except OSError:
-                pass  # (above /proc/sys/fs/pipe-max-size): the default pipe then
-        return cls(process)
+        finally:
+            os.close(write_end)
+        try:
+            assert process.stdin is not None
+            process.stdin.write(json.dumps(job).encode())
+            process.stdin.close()
+        except OSError:
+            pass  # it died already: rows() then finds the pipe closed
+        return cls(process, open(read_end, "rb", buffering=0))
 
-    def rows(self) -> Iterator[list[Any]]:
-        """The rows the reader sends, until it says it has sent all, or dies (then
-        the rows received are all there is from it)."""
-        assert self.process.stdout is not None
-        unpacker = msgpack.Unpacker(self.process.stdout, raw=False, use_list=True,
+    def rows(self, after: int, upto: int) -> Iterator[list[Any]]:
+        """The rows (after, upto] the reader sends, in order, until it says it has
+        sent all, dies, or sends anything else (then the rows received before are
+        all there is from it)."""
+        unpacker = msgpack.Unpacker(self.pipe, raw=False, use_list=True,
                                     read_size=PIPE_SIZE, max_buffer_size=MAX_MESSAGE)
         try:
             for batch in unpacker:
-                if batch is None:
+                if batch is None or type(batch) is not list:
                     return
-                yield from batch
+                for row in batch:
+                    if not (type(row) is list and len(row) == 4 and type(row[0]) is int
+                            and after < row[0] <= upto and type(row[1]) is str
+                            and type(row[2]) is int and type(row[3]) is bytes):
+                        return
+                    after = row[0]
+                    yield row
         except (ValueError, msgpack.UnpackException, OSError):
             return  # a reader cut off mid-batch: what came whole is all there is
 
@@ -106,25 +130,25 @@ class _Reader:
         """Stop the reader (it may be blocked writing) and wait for it."""
         if self.process.poll() is None:
             self.process.terminate()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        self.pipe.close()
         self.process.wait()
 
 
 def main() -> None:
-    """The reader process: ``python -m node.readahead STORE AFTER UPTO`` writes the rows
-    (AFTER, UPTO] to stdout in batches, then ``None``. Exits quietly on any failure:
-    the catching-up process then reads the rest itself (and meets any real problem)."""
-    out = sys.stdout.buffer
-    pack = msgpack.Packer(use_bin_type=True).pack
+    """The reader process: reads its job (a JSON map: the store, ``after``, ``upto``
+    and ``fd``) from stdin and writes the rows (after, upto] to that file descriptor
+    in batches, then ``None``. Exits quietly on any failure: the catching-up process
+    then reads the rest itself (and meets any real problem)."""
     try:
-        where = json.loads(sys.argv[1])
-        after, upto = int(sys.argv[2]), int(sys.argv[3])
-        config = StoreConfig(where["backend"], Path(where["path"]) if where["path"] else None,
-                             where["dsn"], where["schema"])
-        with FeedStore(config) as store:
+        job = json.loads(sys.stdin.read())
+        out = open(int(job["fd"]), "wb")
+        pack = msgpack.Packer(use_bin_type=True).pack
+        config = StoreConfig(job["backend"], Path(job["path"]) if job["path"] else None,
+                             job["dsn"], job["schema"])
+        upto = int(job["upto"])
+        with out, FeedStore(config) as store:
             batch: list[Row] = []
-            for row in store.notifications(after=after):
+            for row in store.notifications(after=int(job["after"])):
                 if row[0] > upto:
                     break
                 batch.append(row)
@@ -133,7 +157,6 @@ def main() -> None:
                     batch = []
             out.write(pack(batch))
             out.write(pack(None))
-            out.flush()
     except (Exception, KeyboardInterrupt):
         pass
 

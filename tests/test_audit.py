@@ -565,3 +565,30 @@ def test_any_single_bit_change_anywhere_is_detected(tmp_path: Path) -> None:
         results = pool.map(_flips_missed, [data] * len(ranges), *zip(*ranges, strict=True))
         missed = [m for chunk in results for m in chunk]
     assert missed == []
+
+
+def test_a_peer_checkpoint_beyond_the_entries_held_is_not_exported(tmp_path: Path) -> None:
+    """A sync that stopped half-way leaves a node with a peer's checkpoint over more
+    entries than it holds: its export carries an older checkpoint it can back, or
+    none, and audits clean."""
+    fed = make_federation(tmp_path, ["Farm", "FabLab"])
+    farm, fid = fed.homes[0].lab_id, fed.genesis.federation_id
+    with fed.node(0) as a:
+        assert a.signer is not None
+        a.author("member.added", {"handle": "x", "name": "X"}, T0 + 1)
+        _, small = CheckpointBook(a.store, fid).sign_own(a.signer)  # 2 entries
+        for h in ("y", "z"):
+            a.author("member.added", {"handle": h, "name": h.upper()}, T0 + 2)
+        _, big = CheckpointBook(a.store, fid).sign_own(a.signer)  # 4 entries
+        entries = list(a.store.read_feed(farm))
+    with fed.node(1) as b:
+        b.store.insert(entries[:3])
+        book = CheckpointBook(b.store, fid)
+        assert book.accept(farm, small) is None and book.accept(farm, big) is None
+        out = io.BytesIO()
+        export_bundle(b, out, T0 + 10)
+    out.seek(0)
+    report = audit_bundle(out, workers=1)
+    assert report.ok, report.violations
+    assert [f for k, f in _records(out.getvalue()) if k == "checkpoint" and f[0] == farm] \
+        == [[farm, small]]

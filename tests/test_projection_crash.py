@@ -106,16 +106,26 @@ def _build(store: FeedStore, farm: Feed, fab: Feed) -> tuple[int, int]:
     return accepted, declined
 
 
-def _processes_naming(text: str) -> list[int]:
-    """Pids of the processes whose command line holds ``text`` (Linux /proc)."""
+def _readers_of(parent: int) -> list[int]:
+    """Pids of the read-ahead processes started by ``parent`` (Linux /proc)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(int(pid))
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
         except OSError:
             continue
+        if b"node.readahead" in cmdline and int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append(int(pid))
     return found
+
+
+def _running(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 @pytest.mark.parametrize("read_ahead", [False, True], ids=["in-process", "read-ahead"])
@@ -152,8 +162,8 @@ def test_kill_9_during_projection_catch_up_then_restart(cli: Cli, tmp_path: Path
         lines.append(proc.stdout.readline())
         assert lines[1].startswith("saved"), lines
         time.sleep(0.05)
-        # (the catch-up, and its reader if it reads ahead, name the home)
-        assert len(_processes_naming(str(farm_home.path))) == (2 if read_ahead else 1)
+        readers = _readers_of(proc.pid)
+        assert len(readers) == (1 if read_ahead else 0)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         took = time.monotonic() - started
@@ -167,9 +177,9 @@ def test_kill_9_during_projection_catch_up_then_restart(cli: Cli, tmp_path: Path
         f"catch-up finished within {took:.2f} s before the kill; raise BATCHES")
     # A read-ahead process, orphaned, stops at its next write.
     deadline = time.monotonic() + 20
-    while _processes_naming(str(farm_home.path)) and time.monotonic() < deadline:
+    while any(map(_running, readers)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _processes_naming(str(farm_home.path)) == []
+    assert not any(map(_running, readers))
 
     home = Home.open(farm_home.path)
     genesis = home.genesis()

@@ -8,6 +8,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from node.projection import LedgerProjection
 from node.readahead import BATCH, _Reader, rows
 from node.store import FeedStore, StoreConfig
@@ -99,12 +101,59 @@ def test_a_reader_killed_midway_loses_no_row(tmp_path: Path) -> None:
 
 
 def test_a_reader_that_cannot_read_sends_nothing_and_exits() -> None:
-    reader = _Reader.start(StoreConfig("postgres", dsn="postgresql://nobody@127.0.0.1:1/x"),
-                           0, 100)
+    reader = _Reader.start(
+        StoreConfig("postgres", dsn="postgresql://nobody:S3cret@127.0.0.1:1/x"), 0, 100)
     assert reader is not None
-    assert list(reader.rows()) == []
+    # The DSN (with its password) goes on stdin, never on the command line.
+    cmdline = Path(f"/proc/{reader.process.pid}/cmdline").read_bytes()
+    assert b"S3cret" not in cmdline and b"127.0.0.1" not in cmdline
+    assert list(reader.rows(0, 100)) == []
+    assert reader.process.wait(timeout=60) == 0  # it exits quietly, on its own
     reader.stop()
-    assert reader.process.returncode == 0
+
+
+def test_rows_out_of_order_or_malformed_end_the_reader_not_the_catch_up(
+        tmp_path: Path) -> None:
+    """Whatever a reader sends that is not the next rows in order (a stray module
+    writing to its pipe, say) ends its part: the rest is read here."""
+    signer = Signer.generate()
+    with FeedStore(StoreConfig("sqlite", path=tmp_path / "s.sqlite")) as store:
+        _append(store, signer, b"\1" * 32, None, 50)
+        expected = [tuple(r) for r in store.notifications()]
+        for garbage in ([[1, "x", 1, b"r"], [1, "x", 1, b"r"]],  # a repeat
+                        [[99, "x", 1, b"r"]],  # beyond upto
+                        [[1, "x", 1]], 7, "hi"):
+            reader = _FakeReader(garbage)
+            assert list(reader.rows(0, 50)) in ([], [[1, "x", 1, b"r"]])
+        assert [tuple(r) for r in rows(store, 0, read_ahead_min=1)] == expected
+
+
+class _FakeReader(_Reader):
+    """The real row checks, over bytes written to a real pipe by this test."""
+
+    def __init__(self, message: object) -> None:
+        import msgpack
+
+        read_end, write_end = os.pipe()
+        os.write(write_end, msgpack.packb(message) + msgpack.packb(None))
+        os.close(write_end)
+        self.pipe = open(read_end, "rb", buffering=0)
+
+
+def test_the_reader_imports_nothing_from_the_current_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "json.py").write_text("raise SystemExit('imported from the cwd')\n")
+    monkeypatch.chdir(tmp_path)
+    signer = Signer.generate()
+    with FeedStore(StoreConfig("sqlite", path=tmp_path / "s.sqlite")) as store:
+        _append(store, signer, b"\1" * 32, None, 30)
+        reader = _Reader.start(store.config, 0, 30)
+        assert reader is not None
+        try:
+            got = [tuple(r) for r in reader.rows(0, 30)]
+        finally:
+            reader.stop()
+        assert got == [tuple(r) for r in store.notifications()]
 
 
 def test_stopping_early_stops_the_reader(tmp_path: Path) -> None:
