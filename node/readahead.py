@@ -37,6 +37,9 @@ BATCH = 1000
 """Notifications per message from the reader (about 0.3 MB)."""
 MAX_MESSAGE = 2 * BATCH * MAX_ENTRY_SIZE
 """Bound on one message from the reader: BATCH entries of at most MAX_ENTRY_SIZE."""
+READ_SIZE = 64 * 1024
+"""Bytes asked of the pipe per read (it returns what is there: a read never waits
+for more). Larger reads, mostly returning less, left the heap fragmented."""
 PIPE_SIZE = 1 << 20
 """The pipe from the reader holds this much (about three batches) where it can."""
 _ROOT = str(Path(__file__).resolve().parent.parent)
@@ -111,7 +114,7 @@ class _Reader:
         sent all, dies, or sends anything else (then the rows received before are
         all there is from it)."""
         unpacker = msgpack.Unpacker(self.pipe, raw=False, use_list=True,
-                                    read_size=PIPE_SIZE, max_buffer_size=MAX_MESSAGE)
+                                    read_size=READ_SIZE, max_buffer_size=MAX_MESSAGE)
         try:
             for batch in unpacker:
                 if batch is None or type(batch) is not list:
