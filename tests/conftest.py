@@ -24,6 +24,21 @@ DISCO = [sys.executable, "-c", "from node.cli import run; run()"]
 POSTGRES_DSN = os.environ.get("DISCO_TEST_POSTGRES")
 
 
+def read_ahead_children(parent: int) -> list[int]:
+    """Pids of the read-ahead processes (node/readahead.py) that ``parent`` started
+    (Linux /proc)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if b"node.readahead" in cmdline and int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append(int(pid))
+    return found
+
+
 def drop_schema(dsn: str, schema: str) -> None:
     import psycopg
 

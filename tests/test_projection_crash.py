@@ -18,7 +18,7 @@ from node.projection import VIEW, LedgerProjection
 from node.store import FeedStore
 from protocol.entry import Entry, sign_entry
 from protocol.keys import Signer
-from tests.conftest import REPO, Cli, make_federation
+from tests.conftest import REPO, Cli, make_federation, read_ahead_children
 
 BATCHES = 15  # of 1000 entries per LAB: 30k entries in all
 BATCH = 1000
@@ -106,20 +106,6 @@ def _build(store: FeedStore, farm: Feed, fab: Feed) -> tuple[int, int]:
     return accepted, declined
 
 
-def _readers_of(parent: int) -> list[int]:
-    """Pids of the read-ahead processes started by ``parent`` (Linux /proc)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        if b"node.readahead" in cmdline and int(stat.rsplit(")", 1)[1].split()[1]) == parent:
-            found.append(int(pid))
-    return found
-
-
 def _running(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
     try:
@@ -162,7 +148,7 @@ def test_kill_9_during_projection_catch_up_then_restart(cli: Cli, tmp_path: Path
         lines.append(proc.stdout.readline())
         assert lines[1].startswith("saved"), lines
         time.sleep(0.05)
-        readers = _readers_of(proc.pid)
+        readers = read_ahead_children(proc.pid)
         assert len(readers) == (1 if read_ahead else 0)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)

@@ -15,7 +15,7 @@ from node.readahead import BATCH, _Reader, rows
 from node.store import FeedStore, StoreConfig
 from protocol.entry import Entry, sign_entry
 from protocol.keys import Signer
-from tests.conftest import make_federation
+from tests.conftest import make_federation, read_ahead_children
 
 T0 = 1_780_000_000_000_000
 
@@ -44,17 +44,7 @@ def _append(store: FeedStore, signer: Signer, fid: bytes, head: Entry | None, n:
 
 
 def _readers() -> list[int]:
-    """Pids of this process's read-ahead children (Linux /proc)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        if b"node.readahead" in cmdline and int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
-            found.append(int(pid))
-    return found
+    return read_ahead_children(os.getpid())
 
 
 def test_read_ahead_gives_every_row_once_in_order(store_config: StoreConfig) -> None:
