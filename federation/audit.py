@@ -319,10 +319,6 @@ class Auditor:
                        f"two validly signed entries at seq {proof.seq}: the feed is frozen "
                        f"at seq {proof.seq - 1}")
 
-    def entries(self, records: list[Record]) -> None:
-        """Check and settle one batch of entry records."""
-        self.settle(self.prepare(records))
-
     def prepare(self, records: list[Record]) -> _Batch:
         """Decode a batch and start checking its signatures on the pool. A worker gets
         its run of entries as bytes (cheap to send) and checks them from the bytes."""
