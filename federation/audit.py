@@ -16,7 +16,6 @@ while this thread decodes and settles the batch before.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from array import array
 from collections.abc import Callable, Iterator
 from concurrent.futures import (
@@ -450,20 +449,7 @@ def _worker_processes(f: BinaryIO, workers: int) -> ProcessPoolExecutor | None:
     f.seek(position)
     if size < PROCESSES_MIN_BYTES:
         return None
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_yield_to_the_auditor)
-
-
-WORKER_NICENESS = 5
-
-
-def _yield_to_the_auditor() -> None:
-    """Lower a worker's priority a little: this process decodes and settles every
-    entry and is the one to keep busy; the workers take whatever CPU is left."""
-    try:
-        os.nice(WORKER_NICENESS)
-    except OSError:
-        pass
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
 
 
 def audit_bundle(f: BinaryIO, *, workers: int = 2,

@@ -197,8 +197,6 @@ def check_body(kind: str, body: Mapping[str, Any]) -> None:
     schema.check(kind, body)
 
 
-
-
 def plain_body(kind: str, data: bytes) -> dict[str, Any] | None:
     """The body ``data`` of a ``kind`` entry when it is a canonical map its schema
     accepts (the usual case, decoded once and packed once, in C); None otherwise,
@@ -263,12 +261,9 @@ class LabState:
     def check_accepted(self, kind: str, body: Mapping[str, Any] | None) -> None:
         """:meth:`check` for a body that :func:`check_body` has accepted (or None):
         the same rules, without checking the schema again."""
-        if not self.seq or kind == "lab.joined" or self.author not in self.roster:
-            self._check_place(kind)  # (the usual entry passes it: no call)
+        self._check_place(kind)
         if body is not None:
-            rules = _BODY_RULES.get(kind)
-            if rules is not None:
-                rules(self, body)
+            self._check_body_rules(kind, body)
 
     def _check_place(self, kind: str) -> None:
         """Raise :class:`RuleViolation` if an entry of ``kind`` may not come next here."""
@@ -301,9 +296,8 @@ class LabState:
     def contribution_rules(self, body: Mapping[str, Any]) -> None:
         """The rules of this feed for a ``contribution.recorded`` body: its member is
         known, its ``for_lab`` is a member LAB. Raises :class:`RuleViolation`."""
-        member = body["member"]
-        if member not in self.members and not self.redactions:
-            raise RuleViolation("unknown-member", f"no member {member!r} in this LAB")
+        if not self._known(body["member"]):
+            raise RuleViolation("unknown-member", f"no member {body['member']!r} in this LAB")
         for_lab = body.get("for_lab")
         if for_lab is not None and for_lab not in self.roster:
             raise RuleViolation("unknown-lab", "for_lab is not a member LAB")

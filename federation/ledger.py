@@ -216,16 +216,11 @@ class Ledger:
         Entries already settled, or behind a pending entry of their feed, are
         ignored here: the feed is re-read through ``feeds`` when it resumes.
         """
-        header = entry.header
-        author, seq = header.author, header.seq
-        if author not in self.roster or author in self.pending:
-            return
-        lab = self.labs.get(author)
-        if seq != (lab.seq + 1 if lab else 1) or (self.frozen and self._is_frozen(author, seq)):
-            return
-        woken = self._settle_one(entry, lab or self.lab(author))
-        if woken:
-            self._resume(woken)
+        lab = self._due(entry.header.author, entry.header.seq)
+        if lab is not None:
+            woken = self._settle_one(entry, lab)
+            if woken:
+                self._resume(woken)
 
     def receive_stored(self, raw: bytes) -> None:
         """:meth:`receive` of ``decode_stored(raw)``, for entry bytes read back from a
@@ -243,15 +238,22 @@ class Ledger:
     def receive_plain(self, plain: PlainEntry) -> None:
         """:meth:`receive` of the stored entry that :func:`plain_entry` made ``plain``."""
         author, seq, kind, ts_us, body, header_bytes = plain
+        lab = self._due(author, seq)
+        if lab is not None:
+            woken = self._settle(lab, seq, kind, ts_us, body, header_bytes, None)
+            if woken:
+                self._resume(woken)
+
+    def _due(self, author: bytes, seq: int) -> LabState | None:
+        """The state of ``author``'s feed when entry ``seq`` is the one to settle next;
+        None when it is not (settled already, behind a pending entry, past a fork, or
+        of an author outside the roster)."""
         if author not in self.roster or author in self.pending:
-            return
+            return None
         lab = self.labs.get(author)
         if seq != (lab.seq + 1 if lab else 1) or (self.frozen and self._is_frozen(author, seq)):
-            return
-        woken = self._settle(lab or self.lab(author), seq, kind, ts_us, body, header_bytes,
-                             None)
-        if woken:
-            self._resume(woken)
+            return None
+        return lab or self.lab(author)
 
     def catch_up(self, author: bytes) -> None:
         """Settle every held entry of ``author``'s feed that can be settled now."""

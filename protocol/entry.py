@@ -446,8 +446,6 @@ def _entry(header: Header, signature: bytes, body: bytes | None, raw: bytes,
     return entry
 
 
-
-
 def verifying_key(author: bytes, seq: int) -> bytes:
     """The public key that verifies ``author``'s feed at ``seq``.
 
@@ -543,5 +541,6 @@ class FeedVerifier:
 __all__ = [
     "FORMAT_VERSION", "HASH_SIZE", "MAX_ENTRY_SIZE", "SIGNING_PREFIX", "DecodeError",
     "Entry", "FeedVerifier", "Header", "Ref", "check_signature", "decode_entry",
-    "redact", "sha256", "sign_entry", "verifying_key",
+    "decode_stored", "redact", "sha256", "sign_entry", "signature_ok", "stored_parts",
+    "verifying_key",
 ]
