@@ -26,6 +26,14 @@ Kinds and bodies:
 
 Rules across feeds (credit limits, answers to offers) are in
 :mod:`federation.ledger`.
+
+Ranges: every total the ledger keeps (a LAB's balance in a unit, its income of a
+period in a unit, the minutes of one contribution row) stays within
+-:data:`MAX_TOTAL` to :data:`MAX_TOTAL`. An entry that would take one past it is
+invalid with code ``out-of-range`` (:func:`check_total`, the one place the rule
+lives). Each such total is a sum over entries of one feed (the author's own, with
+the offers its answers reference), so the verdict is the same on every node, in
+every arrival order, and in the offline audit.
 """
 
 from __future__ import annotations
@@ -49,6 +57,12 @@ MAX_MINUTES = 31 * 24 * 60
 """One record covers at most a month of someone's time: more is a typo."""
 MAX_TEXT = 1000
 MAX_AMOUNT = 2**53
+MAX_TOTAL = 2**62
+"""The bound of every total the ledger keeps (see "Ranges" above): any such total,
+and its sum with another or with one entry's amount, fits a signed 64-bit integer
+(msgpack int64, a fixed-width auditor), so a snapshot can always be encoded. 2**62
+minor units of a 2-decimal unit are 4.6e16 units; 2**62 minutes are 8.8e12 years."""
+OUT_OF_RANGE = "out-of-range"
 PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 
 Checker = Callable[[Any], str | None]
@@ -187,6 +201,19 @@ SCHEMAS: dict[str, Schema] = {
                                "period": _period, "source": _text(200)}),
     "policy.set": Schema({"weights": _weights, "care_ratio": _int_range(0, 100)}),
 }
+
+
+def check_total(total: int, what: str) -> int:
+    """Return ``total`` when it lies within -:data:`MAX_TOTAL` to :data:`MAX_TOTAL`.
+
+    Raises :class:`RuleViolation` with code ``out-of-range`` otherwise, saying that
+    ``what`` (e.g. "the balance") would leave the ledger's range. Every path that
+    changes a total the ledger keeps calls this before the change takes effect.
+    """
+    if -MAX_TOTAL <= total <= MAX_TOTAL:
+        return total
+    raise RuleViolation(OUT_OF_RANGE, f"{what} would be {total}, outside the ledger's "
+                        "range of -2**62 to 2**62")
 
 
 def check_body(kind: str, body: Mapping[str, Any]) -> None:

@@ -15,6 +15,10 @@ Rules it keeps (DESIGN.md, "Ledger rules"):
   ``transfer.declined`` lets the payer record ``transfer.reclaimed``, which credits
   it back. Each offer is answered at most once, in the payee's feed order.
 - An invalid entry has no effect; it is listed with its reason.
+- Every total it keeps (balances, income, contribution minutes) stays within
+  ±:data:`~federation.kinds.MAX_TOTAL`: an entry that would take one past it is
+  invalid (``out-of-range``, :func:`~federation.kinds.check_total`, called on every
+  path). Each total is a sum over one feed, so the verdict is order-independent.
 - Invariant: per unit, balances plus outstanding offers sum to zero.
 - The state digest is SHA-256 of the canonical encoding of :meth:`Ledger.document`:
   the same feeds give the same digest whatever order they arrived in.
@@ -34,7 +38,7 @@ import msgpack
 
 from federation.errors import PendingReference, RuleViolation
 from federation.genesis import Genesis
-from federation.kinds import LabState, entry_body, plain_body
+from federation.kinds import LabState, check_total, entry_body, plain_body
 from protocol import canonical
 from protocol.entry import Entry, Ref, decode_stored, sha256, short, stored_parts
 
@@ -300,7 +304,8 @@ class Ledger:
                 # Most entries: what the general path below does for them, without
                 # its calls (the placement rules hold for a joined LAB's contribution).
                 lab.contribution_rules(body)
-                self._add_contribution(author, body, ts_us)
+                key, minutes = self._contribution(author, body, ts_us)
+                self.contributions[key] = minutes
                 lab.seq += 1
                 return self._woken(author, seq)
             lab.check_accepted(kind, body)
@@ -352,7 +357,8 @@ class Ledger:
         if body is None:
             return _no_effect
         if kind == "contribution.recorded":
-            return lambda: self._add_contribution(author, body, ts_us)
+            key, minutes = self._contribution(author, body, ts_us)
+            return lambda: self.contributions.__setitem__(key, minutes)
         if kind == "transfer.offered":
             return self._offer(author, seq, body, ts_us, digest or sha256(header_bytes))
         if kind in ("transfer.accepted", "transfer.declined"):
@@ -364,18 +370,21 @@ class Ledger:
         if kind == "income.recorded":
             self._unit(body["unit"])
             key3 = (author, body["period"], body["unit"])
-
-            def add_income() -> None:
-                self.income[key3] = self.income.get(key3, 0) + body["amount"]
-            return add_income
+            income = check_total(self.income.get(key3, 0) + body["amount"],
+                                 f"the income of {body['period']} in {body['unit']}")
+            return lambda: self.income.__setitem__(key3, income)
         if kind == "policy.set":
             weights, ratio = dict(body["weights"]), body["care_ratio"]
             return lambda: self.policies.__setitem__(author, (weights, ratio))
         return _no_effect
 
-    def _add_contribution(self, author: bytes, body: Mapping[str, Any], ts_us: int) -> None:
+    def _contribution(self, author: bytes, body: Mapping[str, Any], ts_us: int,
+                      ) -> tuple[tuple[bytes, bytes, str, str, str], int]:
+        """The contributions row of ``author``'s contribution ``body`` and its minutes
+        with it. Raises :class:`RuleViolation` (``out-of-range``) past the range."""
         key = (author, body.get("for_lab", b""), body["member"], body["stream"], month_of(ts_us))
-        self.contributions[key] = self.contributions.get(key, 0) + body["minutes"]
+        return key, check_total(self.contributions.get(key, 0) + body["minutes"],
+                                "the contributed minutes")
 
     def _unit(self, unit: str) -> None:
         if unit not in self.units:
@@ -397,6 +406,7 @@ class Ledger:
                 "over-credit-limit",
                 f"offer of {amount} {unit} would take the balance to {after}, "
                 f"below the credit limit of -{limit}")
+        check_total(after, f"the balance in {unit}")
 
         def effect() -> None:
             self.balances[(author, unit)] = after
@@ -438,12 +448,15 @@ class Ledger:
             raise RuleViolation("already-answered",
                                 f"offer {short(offer.payer)}#{offer.seq} was already answered")
 
+        key = (author, offer.unit)
+        credited = (check_total(self.balance(*key) + offer.amount, f"the balance in {offer.unit}")
+                    if kind == "transfer.accepted" else 0)
+
         def effect() -> None:
             offer.answer, offer.answer_hash = (author, seq), digest
             if kind == "transfer.accepted":
                 offer.state = ACCEPTED
-                key = (author, offer.unit)
-                self.balances[key] = self.balances.get(key, 0) + offer.amount
+                self.balances[key] = credited
             else:
                 offer.state = DECLINED
         return effect
@@ -460,11 +473,12 @@ class Ledger:
             raise RuleViolation("not-declined", "the referenced decline is not this offer's "
                                 "answer")
         self._check_hash(decline, offer.answer_hash or b"")
+        key = (author, offer.unit)
+        credited = check_total(self.balance(*key) + offer.amount, f"the balance in {offer.unit}")
 
         def effect() -> None:
             offer.state = RECLAIMED
-            key = (author, offer.unit)
-            self.balances[key] = self.balances.get(key, 0) + offer.amount
+            self.balances[key] = credited
         return effect
 
     def _acknowledge(self, author: bytes, seq: int, body: Mapping[str, Any]) -> Effect:
