@@ -105,16 +105,24 @@ class CheckpointBook:
     def accept(self, author: bytes, note: bytes) -> str | None:
         """Check a checkpoint a peer passed on; keep it if newer. Returns a conflict
         message when it contradicts the entries held (the LAB rewrote its history),
-        else None. Raises ``ProtocolError`` when the note does not verify."""
+        else None. A note already held costs one lookup; the first conflict of an
+        author is kept as evidence, and no more (one proves the rewrite).
+        Raises ``ProtocolError`` when the note does not verify."""
+        held = self.latest(author)
+        if held is not None and held[1] == note:
+            return None
         cp = verify_checkpoint(note, author, self.federation_id)
         root = self.root_at(author, cp.size)
         if root is not None and root != cp.root:
-            self.store.recorder.insert_events(
-                [StoredEvent(CONFLICTS, self._next_conflict(), "checkpoint.conflict",
-                             canonical.encode([author, note]))])
+            if all(a != author for a, _ in self.conflicts()):
+                try:
+                    self.store.recorder.insert_events(
+                        [StoredEvent(CONFLICTS, self._next_conflict(), "checkpoint.conflict",
+                                     canonical.encode([author, note]))])
+                except IntegrityError:
+                    pass  # another writer kept one at the same moment
             return (f"LAB {author.hex()[:8]} signed a checkpoint at size {cp.size} whose "
                     "root differs from its entries held here: it rewrote its history")
-        held = self.latest(author)
         if held is None or cp.size > held[0].size:
             self._keep(author, note)
         return None

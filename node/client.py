@@ -9,16 +9,19 @@ validly signed fork, keep the proof.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
 from node.auth import sign_request
 from node.gossip import plan
-from node.service import NodeService, now_ms
+from node.service import NodeService, fork_line, now_ms
 from protocol import canonical
-from protocol.entry import decode_entry
+from protocol.checkpoint import MAX_NOTE_SIZE
+from protocol.entry import MAX_ENTRY_SIZE, decode_entry
 from protocol.errors import BrokenChainError, ProtocolError
 from protocol.sync import (
     MEDIA_TYPE,
@@ -35,10 +38,56 @@ PULL_LIMIT = 5000
 PUSH_BATCH = 1000
 INGEST_BATCH = 500
 TIMEOUT = aiohttp.ClientTimeout(total=300, connect=10, sock_read=60)
+SMALL_ANSWER = 4096
+"""An error, a push or a fork-push answer: a short map."""
 
 
 class PeerError(Exception):
-    """A peer refused a request or could not be reached; the message says why."""
+    """A peer refused a request, could not be reached, or answered more than it may;
+    the message says why."""
+
+
+def answer_caps(roster_size: int) -> dict[str, int]:
+    """The most bytes each answer of a peer may take, from the roster's size: a
+    frontier row, a fork proof, a checkpoint per LAB, and some room for framing."""
+    n = max(1, roster_size)
+    return {"/v1/status": 4096 + 512 * n,
+            "/v1/sync/frontier": 256 + 128 * n,
+            "/v1/sync/forks": 64 + (2 * MAX_ENTRY_SIZE + 64) * n,
+            "/v1/sync/checkpoints": 64 + (MAX_NOTE_SIZE + 64) * n}
+
+
+async def read_capped(response: aiohttp.ClientResponse, cap: int, what: str) -> bytes:
+    """The body of ``response``, read as it streams in; raises :class:`PeerError` as
+    soon as it passes ``cap`` bytes (nothing more is read)."""
+    if response.content_length is not None and response.content_length > cap:
+        raise PeerError(f"{what}: answer of {response.content_length} bytes, "
+                        f"over the {cap} this request may take")
+    chunks, size = [], 0
+    try:
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > cap:
+                raise PeerError(f"{what}: answer over the {cap} bytes this request may take")
+            chunks.append(chunk)
+    except (TimeoutError, aiohttp.ClientError, OSError) as e:
+        raise PeerError(f"{what}: answer cut off: {type(e).__name__}: {e}") from None
+    return b"".join(chunks)
+
+
+def _decode(data: bytes, cap: int, what: str) -> Any:
+    """A peer's canonical answer; raises :class:`PeerError` when it is not one."""
+    try:
+        return canonical.decode(data, max_size=cap, what=what)
+    except ProtocolError as e:
+        raise PeerError(f"{what}: bad answer: {e}") from None
+
+
+def _small_map(data: bytes, what: str) -> dict[str, Any]:
+    value = _decode(data, SMALL_ANSWER, what)
+    if not isinstance(value, dict):
+        raise PeerError(f"{what}: bad answer: want a map")
+    return value
 
 
 @dataclass
@@ -55,7 +104,7 @@ class RoundResult:
 
 
 class PeerClient:
-    """Signed requests to one peer."""
+    """Signed requests to one peer; every answer is read with a cap."""
 
     def __init__(self, session: aiohttp.ClientSession, service: NodeService, url: str
                  ) -> None:
@@ -63,32 +112,63 @@ class PeerClient:
         self.service = service
         self.url = url.rstrip("/")
         self.requests = 0
+        self.caps = answer_caps(len(service.node.require_genesis().roster))
 
-    async def _post(self, path: str, body: bytes) -> aiohttp.ClientResponse:
-        headers = sign_request(self.service.signer, "POST", path, body, now_ms())
-        headers["Content-Type"] = MEDIA_TYPE
+    async def _request(self, method: str, path: str, headers: dict[str, str],
+                       body: bytes | None = None) -> aiohttp.ClientResponse:
         self.requests += 1
         try:
-            response = await self.session.post(self.url + path, data=body, headers=headers,
-                                               timeout=TIMEOUT)
+            response = await self.session.request(method, self.url + path, data=body,
+                                                  headers=headers, timeout=TIMEOUT)
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise PeerError(f"{self.url}: {type(e).__name__}: {e}") from None
         if response.status != 200:
             try:
-                reason = (await response.json()).get("error", response.reason)
-            except (aiohttp.ContentTypeError, ValueError):
+                reason = json.loads(await read_capped(response, SMALL_ANSWER,
+                                                      self.url + path))["error"]
+            except (PeerError, ValueError, KeyError, TypeError):
                 reason = response.reason
-            response.release()
+            finally:
+                response.release()
+            if response.status == 401 and "meant for LAB" in str(reason):
+                self.service.peer_labs.pop(self.url, None)  # another LAB serves it now
             raise PeerError(f"{self.url}{path}: {response.status} {reason}")
         return response
 
+    async def lab(self) -> bytes:
+        """The LAB id of the node at this URL (asked once, then remembered): the
+        LAB every signed request to it is meant for."""
+        known = self.service.peer_labs.get(self.url)
+        if known is not None:
+            return known
+        path = "/v1/status"
+        async with await self._request("GET", path, {}) as r:
+            data = await read_capped(r, self.caps[path], self.url + path)
+        try:
+            lab = bytes.fromhex(json.loads(data)["lab_id"])
+        except (ValueError, KeyError, TypeError):
+            raise PeerError(f"{self.url}{path}: no LAB id in the answer") from None
+        if len(lab) != 32:
+            raise PeerError(f"{self.url}{path}: no LAB id in the answer")
+        self.service.peer_labs[self.url] = lab
+        return lab
+
+    async def _post(self, path: str, body: bytes) -> aiohttp.ClientResponse:
+        to = await self.lab()
+        headers = sign_request(self.service.signer, "POST", path, body, now_ms(), to)
+        headers["Content-Type"] = MEDIA_TYPE
+        return await self._request("POST", path, headers, body)
+
+    async def _call(self, path: str, body: bytes) -> bytes:
+        async with await self._post(path, body) as r:
+            return await read_capped(r, self.caps.get(path, SMALL_ANSWER), self.url + path)
+
     async def frontier(self, body: bytes) -> bytes:
-        async with await self._post("/v1/sync/frontier", body) as r:
-            return await r.read()
+        return await self._call("/v1/sync/frontier", body)
 
     async def pull(self, wants: dict[bytes, int], limit: int) -> AsyncIterator[list[bytes]]:
-        """Entries the peer sends, in batches as they arrive."""
-        decoder = EntryStreamDecoder()
+        """Entries the peer sends, in batches as they arrive; at most ``limit``."""
+        decoder = EntryStreamDecoder(max_items=limit)
         batch: list[bytes] = []
         async with await self._post("/v1/sync/pull", encode_wants(wants, limit)) as r:
             try:
@@ -105,29 +185,28 @@ class PeerClient:
         if batch:
             yield batch
 
-    async def push(self, raws: list[bytes]) -> dict[str, int]:
-        async with await self._post("/v1/sync/push", b"".join(frame(r) for r in raws)) as r:
-            result: dict[str, int] = await r.json()
-            return result
+    async def push(self, raws: list[bytes]) -> dict[str, Any]:
+        path = "/v1/sync/push"
+        return _small_map(await self._call(path, b"".join(frame(r) for r in raws)),
+                          self.url + path)
 
     async def forks(self) -> list[bytes]:
-        async with await self._post("/v1/sync/forks", b"") as r:
-            value = canonical.decode(await r.read(), max_size=1 << 24, what="fork proofs")
+        path = "/v1/sync/forks"
+        value = _decode(await self._call(path, b""), self.caps[path], self.url + path)
         return [v for v in value if isinstance(v, bytes)] if isinstance(value, list) else []
 
     async def checkpoints(self, want: list[bytes], give: list[list[bytes]]
                           ) -> list[tuple[bytes, bytes]]:
         body = canonical.encode({"want": want, "give": give})
-        async with await self._post("/v1/sync/checkpoints", body) as r:
-            value = canonical.decode(await r.read(), max_size=1 << 24, what="checkpoints")
+        path = "/v1/sync/checkpoints"
+        value = _decode(await self._call(path, body), self.caps[path], self.url + path)
         if not isinstance(value, list):
             return []
         return [(v[0], v[1]) for v in value if isinstance(v, list) and len(v) == 2
                 and isinstance(v[0], bytes) and isinstance(v[1], bytes)]
 
     async def push_forks(self, proofs: list[bytes]) -> None:
-        async with await self._post("/v1/sync/forks/push", canonical.encode(proofs)):
-            pass
+        await self._call("/v1/sync/forks/push", canonical.encode(proofs))
 
 
 async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: str
@@ -154,8 +233,7 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
                 proof = decode_fork_proof(raw)
                 if await service.write(node.add_fork_proof, proof):
                     result.forks += 1
-                    service.log(f"fork proof received for {proof.author.hex()} at seq "
-                                f"{proof.seq}: feed frozen")
+                    service.log(fork_line(proof.author, proof.seq, "received"))
             except ProtocolError as e:
                 result.notes.append(f"bad fork proof from peer: {e}")
     if set(local_forks) - set(remote_forks):
@@ -170,8 +248,7 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
                 result.pulled += got.stored
                 result.forks += len(got.forks)
                 for proof in got.forks:
-                    service.log(f"fork detected in the feed of {proof.author.hex()} at seq "
-                                f"{proof.seq}: feed frozen")
+                    service.log(fork_line(proof.author, proof.seq, "detected"))
         except BrokenChainError as e:
             # The peer's feed does not continue ours: look for a fork below.
             result.notes.append(str(e))
@@ -224,12 +301,18 @@ async def _find_fork(service: NodeService, client: PeerClient, author: bytes,
         return 0
     local_seq, _ = await service.read(node.store.head, author)
     top = min(local_seq, remote_head[0])
+    if top < 1:
+        return 0
     after = max(0, top - 64)
     theirs: dict[int, bytes] = {}
-    async for batch in client.pull({author: after}, top - after):
-        for raw in batch:
-            entry = decode_entry(raw)
-            theirs[entry.seq] = raw
+    try:
+        async for batch in client.pull({author: after}, top - after):
+            for raw in batch:
+                entry = decode_entry(raw)
+                if entry.author == author:
+                    theirs[entry.seq] = raw
+    except ProtocolError as e:
+        raise PeerError(f"{client.url}: sent a bad entry: {e}") from None
     for seq in sorted(theirs):
         ours = await service.read(node.store.get, author, seq)
         other = decode_entry(theirs[seq])
@@ -240,7 +323,6 @@ async def _find_fork(service: NodeService, client: PeerClient, author: bytes,
                 return 0
             stored = await service.write(node.store.add_fork_proof, proof)
             if stored:
-                service.log(f"fork detected in the feed of {author.hex()} at seq {seq}: "
-                            "feed frozen")
+                service.log(fork_line(author, seq, "detected"))
             return 1 if stored else 0
     return 0

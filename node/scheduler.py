@@ -17,7 +17,8 @@ import aiohttp
 from aiohttp import web
 
 from node.client import PeerError, sync_round
-from node.server import make_app
+from node.limits import ConnectionCap, Limits, connection_cap
+from node.server import BUSY, make_app
 from node.service import NodeService, load_peers
 
 TICK = 0.5
@@ -49,33 +50,23 @@ async def run_round(service: NodeService, session: aiohttp.ClientSession, url: s
                 await service.write(service.node.ledger)
             except Exception as e:
                 service.log(f"ledger catch-up failed: {type(e).__name__}: {e}")
-    service.save_peer_state()
+    try:
+        service.save_peer_state()
+    except OSError as e:  # e.g. out of descriptors: the next round writes it again
+        service.log(f"cannot save the peer state: {e}")
 
 
 async def schedule(service: NodeService, stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
+    """Run the gossip rounds until ``stop``; a failing tick (out of descriptors, the
+    store busy) is logged and retried, never the end of gossip."""
     running: dict[str, asyncio.Task[None]] = {}
-    peers_mtime = -1.0
-    own_head = -1
+    watch = {"peers_mtime": -1.0, "own_head": -1}
     async with aiohttp.ClientSession() as session:
         while not stop.is_set():
             try:
-                mtime = (service.home.path / "peers.json").stat().st_mtime
-            except OSError:
-                mtime = 0.0
-            if mtime != peers_mtime:
-                peers_mtime = mtime
-                service.gossip.set_peers(load_peers(service.home))
-            head = (await service.read(service.node.store.head, service.node.lab_id))[0]
-            if head != own_head:
-                if own_head >= 0:
-                    service.gossip.nudge(loop.time())
-                own_head = head
-            for url in service.gossip.due(loop.time()):
-                if url not in running or running[url].done():
-                    # Not due again until this round reports back.
-                    service.gossip.peers[url].next_due = float("inf")
-                    running[url] = asyncio.create_task(run_round(service, session, url))
+                await _tick(service, session, running, watch)
+            except Exception as e:
+                service.log(f"gossip: {type(e).__name__}: {e}; retrying")
             try:
                 await asyncio.wait_for(stop.wait(), timeout=TICK)
             except TimeoutError:
@@ -85,23 +76,54 @@ async def schedule(service: NodeService, stop: asyncio.Event) -> None:
         await asyncio.gather(*running.values(), return_exceptions=True)
 
 
-async def serve(service: NodeService, host: str, port: int) -> None:
-    """Serve until SIGTERM/SIGINT; prints the URL when ready."""
-    app = make_app(service)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+async def _tick(service: NodeService, session: aiohttp.ClientSession,
+                running: dict[str, asyncio.Task[None]], watch: dict[str, float]) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        mtime = (service.home.path / "peers.json").stat().st_mtime
+    except OSError:
+        mtime = 0.0
+    if mtime != watch["peers_mtime"]:
+        watch["peers_mtime"] = mtime
+        service.gossip.set_peers(load_peers(service.home))
+    head = (await service.read(service.node.store.head, service.node.lab_id))[0]
+    if head != watch["own_head"]:
+        if watch["own_head"] >= 0:
+            service.gossip.nudge(loop.time())
+        watch["own_head"] = head
+    for url in service.gossip.due(loop.time()):
+        if url not in running or running[url].done():
+            # Not due again until this round reports back.
+            service.gossip.peers[url].next_due = float("inf")
+            running[url] = asyncio.create_task(run_round(service, session, url))
+
+
+async def serve(service: NodeService, host: str, port: int, limits: Limits | None = None
+                ) -> None:
+    """Serve until SIGTERM/SIGINT with ``limits``; prints the URL when ready."""
+    limits = limits or Limits()
+    app = make_app(service, limits)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None,
+                           keepalive_timeout=limits.idle_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    bound = runner.addresses[0]
+    assert runner.server is not None
+    cap = connection_cap(limits.max_connections)
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(ConnectionCap(runner.server, cap, app[BUSY]),
+                                        host, port, backlog=128, reuse_address=True)
+    bound = listener.sockets[0].getsockname()
     service.url = f"http://{host}:{bound[1]}"
     await service.write(service.node.ledger)
     service.log(f"disco node {service.home.name!r} listening on {service.url}")
+    service.log(f"limits: {cap} connections, bodies up to {limits.max_body} bytes "
+                f"({limits.body_budget} in flight), idle timeout {limits.idle_timeout:g} s, "
+                f"body timeout {limits.body_timeout:g} s")
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     scheduler = asyncio.create_task(schedule(service, stop))
     await stop.wait()
     service.log("stopping: finishing writes in progress")
+    listener.close()
     await scheduler
     await runner.cleanup()

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from node.auth import RequestVerifier
+from node.auth import ReplayMemory, RequestVerifier
 from node.checkpoints import CheckpointBook
 from node.gossip import Gossip
 from node.home import Home
@@ -27,6 +27,8 @@ from protocol.keys import Signer
 T = TypeVar("T")
 PEERS = "peers.json"
 PEER_STATE = "peer-state.json"
+REPLAY_MEMORY = "seen-requests.sqlite3"
+"""Signatures of requests accepted inside the clock-skew window (replays)."""
 
 
 def load_peers(home: Home) -> list[str]:
@@ -67,6 +69,8 @@ class NodeService:
     writer: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="disco-writer"))
     peer_locks: dict[bytes, asyncio.Semaphore] = field(default_factory=dict)
+    peer_labs: dict[str, bytes] = field(default_factory=dict)
+    """URL -> the LAB id its node answered with (signed requests name it)."""
     url: str | None = None
     log: Callable[[str], None] = print
 
@@ -79,9 +83,18 @@ class NodeService:
         node = LabNode.open(home, signer)
         genesis = node.require_genesis()
         interval = float(os.environ.get("DISCO_GOSSIP_INTERVAL", "30") or 30)
-        service = cls(home, node, signer, RequestVerifier(genesis.roster),
+        memory = ReplayMemory(home.path / REPLAY_MEMORY, now_ms())
+        service = cls(home, node, signer, RequestVerifier(genesis.roster, node.lab_id,
+                                                          memory),
                       Gossip(interval=max(0.5, interval)))
         service.gossip.set_peers(load_peers(home))
+        for url, state in load_peer_state(home).items():
+            try:
+                lab = bytes.fromhex(state["lab"])
+            except (TypeError, KeyError, ValueError):
+                continue
+            if len(lab) == 32:
+                service.peer_labs[url] = lab
         return service
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
@@ -97,7 +110,8 @@ class NodeService:
 
     def save_peer_state(self) -> None:
         state = {
-            url: {"lab": p.lab, "last_contact": p.last_contact, "failures": p.failures,
+            url: {"lab": lab.hex() if (lab := self.peer_labs.get(url)) else None,
+                  "last_contact": p.last_contact, "failures": p.failures,
                   "last_error": p.last_error}
             for url, p in self.gossip.peers.items()
         }
@@ -107,11 +121,17 @@ class NodeService:
 
     def close(self) -> None:
         self.writer.shutdown(wait=True)
+        self.verifier.memory.close()
         self.node.close()
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def fork_line(author: bytes, seq: int, how: str) -> str:
+    """The log line for a fork proof ``how`` ("detected", "received") at ``seq``."""
+    return f"fork {how} in the feed of {author.hex()} at seq {seq}: feed frozen"
 
 
 def status_of(node: LabNode, peers: list[dict[str, Any]]) -> dict[str, Any]:
@@ -132,8 +152,8 @@ def status_of(node: LabNode, peers: list[dict[str, Any]]) -> dict[str, Any]:
         "forks": [{"author": a.hex(), "seq": p.seq, "hashes": [p.first.hash.hex(),
                                                                p.second.hash.hex()]}
                   for a, p in forks.items()],
-        "checkpoint_conflicts": [a.hex() for a, _ in CheckpointBook(
-            node.store, genesis.federation_id).conflicts()],
+        "checkpoint_conflicts": sorted({a.hex() for a, _ in CheckpointBook(
+            node.store, genesis.federation_id).conflicts()}),
         "invalid": summary["invalid"],
         "pending": summary["pending"],
     }
@@ -145,4 +165,5 @@ def peer_status(home: Home) -> list[dict[str, Any]]:
     return [{"url": u, **state.get(u, {})} for u in load_peers(home)]
 
 
-__all__ = ["NodeService", "load_peers", "peer_status", "save_peers", "status_of"]
+__all__ = ["NodeService", "fork_line", "load_peers", "peer_status", "save_peers",
+           "status_of"]

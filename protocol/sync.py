@@ -9,7 +9,10 @@ proofs and the signed-request envelope.
 - A fork proof is two validly signed entries of one author at one seq with
   different hashes; it verifies on its own.
 - A node-to-node request is signed over
-  ``b"disco-ledger/request/v1\\x00" + packb([method, path, ts_ms, sha256(body)])``.
+  ``b"disco-ledger/request/v2\\x00" + packb([method, path, ts_ms, body_sha256, to])``
+  where ``to`` is the LAB id of the node the request is meant for; the body hash
+  travels in a header too, so the receiver checks the signature before it reads any
+  body, then the body against the hash as it streams in.
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ from protocol.entry import (
 from protocol.errors import DecodeError, OversizeError, SchemaError, VerificationError
 
 MEDIA_TYPE = "application/vnd.disco-ledger+msgpack"
-REQUEST_PREFIX = b"disco-ledger/request/v1\x00"
+REQUEST_PREFIX = b"disco-ledger/request/v2\x00"
 MAX_MESSAGE = 1024 * 1024
 """A frontier or wants message: 1 MiB is ~20k feeds."""
+MAX_SEQ = 2**63 - 1
+"""The largest seq a feed can reach (the store keeps seqs as signed 64-bit)."""
 
 Frontier = dict[bytes, tuple[int, bytes]]
 
@@ -84,13 +89,19 @@ def decode_wants(data: bytes, max_limit: int) -> tuple[dict[bytes, int], int]:
     limit = msg["limit"]
     if type(limit) is not int or limit < 1:
         raise SchemaError("wants: limit must be a whole number >= 1")
+    limit = min(limit, max_limit)
     wants: dict[bytes, int] = {}
     for row in msg["wants"] if isinstance(msg["wants"], list) else [None]:
         if (not isinstance(row, list) or len(row) != 2 or not _is_hash(row[0])
                 or type(row[1]) is not int or row[1] < 0):
             raise SchemaError("wants: want rows of [author bin 32, after seq >= 0]")
+        if row[1] > MAX_SEQ - limit:
+            raise SchemaError(f"wants: after seq {row[1]} plus the limit passes the "
+                              f"largest seq a feed can have ({MAX_SEQ})")
+        if row[0] in wants:
+            raise SchemaError(f"wants: author {short(row[0])} twice")
         wants[row[0]] = row[1]
-    return wants, min(limit, max_limit)
+    return wants, limit
 
 
 def frame(raw: bytes) -> bytes:
@@ -103,10 +114,12 @@ class EntryStreamDecoder:
 
     :meth:`feed` takes any chunk and returns the complete entries' bytes so far;
     :meth:`close` raises :class:`DecodeError` if the stream ended mid-item. Items
-    that are not bin, or larger than an entry may be, raise at once.
+    that are not bin, or larger than an entry may be, raise at once; so does the
+    item past ``max_items`` (:class:`OversizeError`), when given.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_items: int | None = None) -> None:
+        self.max_items = max_items
         self._unpacker = msgpack.Unpacker(
             raw=False, max_bin_len=MAX_ENTRY_SIZE, max_str_len=0, max_array_len=0,
             max_map_len=0, max_ext_len=0, max_buffer_size=2 * MAX_ENTRY_SIZE + 16)
@@ -128,9 +141,12 @@ class EntryStreamDecoder:
                         raise DecodeError(f"entry stream item {self._count}: "
                                           f"got {type(item).__name__}, want bin")
                     self._count += 1
+                    if self.max_items is not None and self._count > self.max_items:
+                        raise OversizeError(f"entry stream: more than {self.max_items} "
+                                            "entries")
                     self._done = self._unpacker.tell()
                     out.append(item)
-            except DecodeError:
+            except (DecodeError, OversizeError):
                 raise
             except msgpack.BufferFull:
                 raise OversizeError(f"entry stream item {self._count} exceeds "
@@ -150,9 +166,10 @@ class EntryStreamDecoder:
             raise DecodeError(f"entry stream ends inside item {self._count}")
 
 
-def decode_entry_stream(data: bytes) -> Iterator[bytes]:
-    """All entry bytes in a complete stream. Raises :class:`DecodeError`."""
-    decoder = EntryStreamDecoder()
+def decode_entry_stream(data: bytes, max_items: int | None = None) -> Iterator[bytes]:
+    """All entry bytes in a complete stream. Raises :class:`DecodeError`, and
+    :class:`OversizeError` past ``max_items`` entries."""
+    decoder = EntryStreamDecoder(max_items)
     yield from decoder.feed(data)
     decoder.close()
 
@@ -202,8 +219,15 @@ def decode_fork_proof(data: bytes) -> ForkProof:
     return make_fork_proof(decode_entry(value[0]), decode_entry(value[1]))
 
 
-def request_message(method: str, path: str, ts_ms: int, body: bytes) -> bytes:
-    """The bytes a node signs for one HTTP request to a peer."""
-    packed: bytes = msgpack.packb([method.upper(), path, ts_ms, sha256(body)],
+def request_message(method: str, path: str, ts_ms: int, body_hash: bytes, to: bytes
+                    ) -> bytes:
+    """The bytes a node signs for one HTTP request to the node of LAB ``to``;
+    ``body_hash`` is the SHA-256 of the request body (:func:`hash_body`)."""
+    packed: bytes = msgpack.packb([method.upper(), path, ts_ms, body_hash, to],
                                   use_bin_type=True)
     return REQUEST_PREFIX + packed
+
+
+def hash_body(body: bytes) -> bytes:
+    """The hash a signed request carries for its body."""
+    return sha256(body)

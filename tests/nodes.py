@@ -23,14 +23,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+from aiohttp import web
 from eventsourcing.persistence import OperationalError
 
 from node.auth import sign_request
@@ -38,6 +39,7 @@ from node.client import RoundResult, sync_round
 from node.home import Home
 from node.lab import LabNode
 from node.service import NodeService, now_ms, save_peers
+from protocol import canonical
 from protocol.entry import Entry
 from protocol.keys import Signer
 from protocol.sync import MEDIA_TYPE, frame
@@ -263,6 +265,12 @@ class Reply:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    def value(self) -> Any:
+        """The answer decoded by its content type (msgpack or JSON)."""
+        if self.content_type == MEDIA_TYPE:
+            return canonical.decode(self.body)
+        return self.json()
+
     @property
     def error(self) -> str:
         value = self.json()
@@ -284,16 +292,49 @@ def post(url: str, path: str, body: bytes, headers: dict[str, str] | None = None
 
 
 def signed_headers(signer: Signer, path: str, body: bytes, ts_ms: int | None = None,
-                   method: str = "POST") -> dict[str, str]:
-    headers = sign_request(signer, method, path, body, now_ms() if ts_ms is None else ts_ms)
+                   method: str = "POST", *, to: bytes) -> dict[str, str]:
+    """Headers of a request signed by ``signer`` for the node of LAB ``to``."""
+    headers = sign_request(signer, method, path, body, now_ms() if ts_ms is None else ts_ms,
+                           to)
     headers["Content-Type"] = MEDIA_TYPE
     return headers
 
 
+def lab_at(url: str) -> bytes:
+    """The LAB id of the node at ``url`` (from its public status)."""
+    with urllib.request.urlopen(url + "/v1/status", timeout=30) as r:
+        return bytes.fromhex(json.loads(r.read())["lab_id"])
+
+
 def signed_post(url: str, path: str, body: bytes, signer: Signer,
-                ts_ms: int | None = None) -> Reply:
-    """POST signed by ``signer`` (a roster LAB or a stranger)."""
-    return post(url, path, body, signed_headers(signer, path, body, ts_ms))
+                ts_ms: int | None = None, to: bytes | None = None) -> Reply:
+    """POST signed by ``signer`` (a roster LAB or a stranger) for the node at ``url``
+    (or for the LAB ``to``)."""
+    to = lab_at(url) if to is None else to
+    return post(url, path, body, signed_headers(signer, path, body, ts_ms, to=to))
+
+
+@asynccontextmanager
+async def fake_peer(lab: bytes, routes: dict[str, Callable[[web.Request], Awaitable[
+        web.StreamResponse]]]) -> AsyncIterator[str]:
+    """An in-process HTTP peer answering as LAB ``lab`` (``GET /v1/status``) and with
+    ``routes`` ({path: handler} of POSTs); yields its URL. For hostile-peer tests."""
+
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response({"lab_id": lab.hex()})
+
+    app = web.Application()
+    app.router.add_get("/v1/status", status)
+    for path, handler in routes.items():
+        app.router.add_post(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
 
 
 def stream(raws: Sequence[bytes]) -> bytes:

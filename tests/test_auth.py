@@ -1,87 +1,76 @@
-"""Unit tests: signed node-to-node requests (node.auth) and the sync messages
-(protocol.sync): frontiers, wants, entry streams, fork proofs."""
+"""Unit tests: signed node-to-node requests (node.auth): the headers checked before
+any body is read, the body against its signed hash, and replays refused even by a
+node that restarted (the memory of seen signatures is a file)."""
 
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
-import msgpack
 import pytest
 
 from node.auth import (
+    HEADER_BODY,
     HEADER_LAB,
     HEADER_SIGNATURE,
     HEADER_TIME,
+    HEADER_TO,
     SKEW_MS,
     AuthError,
+    BodyHash,
+    ReplayMemory,
     RequestVerifier,
     sign_request,
 )
-from protocol import canonical
-from protocol.entry import MAX_ENTRY_SIZE, Entry, decode_entry, sign_entry
-from protocol.errors import (
-    BadSignatureError,
-    DecodeError,
-    NonCanonicalError,
-    OversizeError,
-    SchemaError,
-    VerificationError,
-)
 from protocol.keys import Signer
-from protocol.sync import (
-    MAX_MESSAGE,
-    REQUEST_PREFIX,
-    EntryStreamDecoder,
-    ForkProof,
-    decode_entry_stream,
-    decode_fork_proof,
-    decode_frontier,
-    decode_wants,
-    encode_frontier,
-    encode_wants,
-    frame,
-    make_fork_proof,
-    request_message,
-)
+from protocol.sync import hash_body
 
 NOW = 1_700_000_000_000
 PATH = "/v1/sync/pull"
 BODY = b"\x81\xa4some\xa4body"
-FID = bytes(range(32))
 MEMBER = Signer.from_seed(b"m" * 32)
 OTHER = Signer.from_seed(b"o" * 32)
 STRANGER = Signer.from_seed(b"s" * 32)
+HERE = OTHER.public_key
+"""The receiving node is OTHER's."""
+ROSTER = {MEMBER.public_key: "Member", OTHER.public_key: "Other"}
 
 
-def verifier() -> RequestVerifier:
-    return RequestVerifier({MEMBER.public_key: "Member", OTHER.public_key: "Other"})
+def verifier(memory: ReplayMemory | None = None) -> RequestVerifier:
+    return RequestVerifier(ROSTER, HERE, memory or ReplayMemory())
 
 
-def refused(v: RequestVerifier, headers: dict[str, str], *, body: bytes = BODY,
-            path: str = PATH, method: str = "POST", now: int = NOW) -> AuthError:
+def signed(signer: Signer = MEMBER, ts: int = NOW, body: bytes = BODY, method: str = "POST",
+           to: bytes = HERE) -> dict[str, str]:
+    return sign_request(signer, method, PATH, body, ts, to)
+
+
+def refused(v: RequestVerifier, headers: dict[str, str], *, path: str = PATH,
+            method: str = "POST", now: int = NOW) -> AuthError:
     with pytest.raises(AuthError) as info:
-        v.check(method, path, headers, body, now)
+        v.check(method, path, headers, now)
     return info.value
 
 
-# -- node.auth --------------------------------------------------------------------------
-
-
-def test_a_signed_request_names_its_lab() -> None:
-    headers = sign_request(MEMBER, "POST", PATH, BODY, NOW)
-    assert set(headers) == {HEADER_LAB, HEADER_TIME, HEADER_SIGNATURE}
+def test_a_signed_request_names_its_lab_its_target_and_its_body() -> None:
+    headers = signed()
+    assert set(headers) == {HEADER_LAB, HEADER_TO, HEADER_TIME, HEADER_BODY, HEADER_SIGNATURE}
     assert headers[HEADER_LAB] == MEMBER.public_key.hex()
+    assert headers[HEADER_TO] == HERE.hex()
     assert headers[HEADER_TIME] == str(NOW)
+    assert base64.b64decode(headers[HEADER_BODY]) == hash_body(BODY)
     assert len(base64.b64decode(headers[HEADER_SIGNATURE])) == 64
-    assert verifier().check("POST", PATH, headers, BODY, NOW) == MEMBER.public_key
+    assert verifier().check("POST", PATH, headers, NOW) == (MEMBER.public_key,
+                                                           hash_body(BODY))
     # The method is signed upper-case, whatever the caller wrote.
-    lower = sign_request(OTHER, "post", PATH, BODY, NOW)
-    assert verifier().check("POST", PATH, lower, BODY, NOW) == OTHER.public_key
+    lower = sign_request(OTHER, "post", PATH, BODY, NOW, HERE)
+    assert verifier().check("POST", PATH, lower, NOW)[0] == OTHER.public_key
 
 
-@pytest.mark.parametrize("missing", [HEADER_LAB, HEADER_TIME, HEADER_SIGNATURE])
+@pytest.mark.parametrize("missing", [HEADER_LAB, HEADER_TO, HEADER_TIME, HEADER_BODY,
+                                     HEADER_SIGNATURE])
 def test_missing_headers_are_401(missing: str) -> None:
-    headers = sign_request(MEMBER, "POST", PATH, BODY, NOW)
+    headers = signed()
     del headers[missing]
     e = refused(verifier(), headers)
     assert (e.status, "unsigned request" in e.reason) == (401, True)
@@ -91,319 +80,121 @@ def test_missing_headers_are_401(missing: str) -> None:
 
 @pytest.mark.parametrize("header,value", [
     (HEADER_LAB, "not hex"),
-    (HEADER_LAB, "abc"),
+    (HEADER_TO, "zz"),
     (HEADER_TIME, "soon"),
     (HEADER_TIME, "1.5e12"),
     (HEADER_SIGNATURE, "***"),
     (HEADER_SIGNATURE, "YWJj=x"),
+    (HEADER_SIGNATURE, base64.b64encode(b"x" * 10).decode()),
+    (HEADER_BODY, "***"),
+    (HEADER_BODY, base64.b64encode(b"x" * 31).decode()),
 ])
 def test_malformed_headers_are_401(header: str, value: str) -> None:
-    headers = {**sign_request(MEMBER, "POST", PATH, BODY, NOW), header: value}
-    e = refused(verifier(), headers)
+    e = refused(verifier(), {**signed(), header: value})
     assert e.status == 401 and "malformed" in e.reason
 
 
 def test_a_lab_outside_the_roster_is_403() -> None:
-    e = refused(verifier(), sign_request(STRANGER, "POST", PATH, BODY, NOW))
+    e = refused(verifier(), signed(STRANGER))
     assert e.status == 403 and "not a member" in e.reason
     # Also when it claims a short or long id.
-    headers = {**sign_request(MEMBER, "POST", PATH, BODY, NOW),
-               HEADER_LAB: MEMBER.public_key.hex()[:62]}
-    assert refused(verifier(), headers).status == 403
+    assert refused(verifier(), {**signed(), HEADER_LAB: MEMBER.public_key.hex()[:62]}
+                   ).status == 403
+
+
+def test_a_request_meant_for_another_node_is_401() -> None:
+    elsewhere = signed(to=MEMBER.public_key)  # signed for the member's own node
+    e = refused(verifier(), elsewhere)
+    assert e.status == 401 and "meant for LAB" in e.reason
+    # Naming this node in the header does not help: the target is signed.
+    e = refused(verifier(), {**elsewhere, HEADER_TO: HERE.hex()})
+    assert e.status == 401 and "does not verify" in e.reason
 
 
 @pytest.mark.parametrize("offset", [SKEW_MS + 1, -SKEW_MS - 1, 10 * 60 * 1000, -3_600_000])
 def test_timestamps_outside_the_window_are_401(offset: int) -> None:
-    headers = sign_request(MEMBER, "POST", PATH, BODY, NOW + offset)
-    e = refused(verifier(), headers)
+    e = refused(verifier(), signed(ts=NOW + offset))
     assert e.status == 401 and "timestamp" in e.reason
 
 
 @pytest.mark.parametrize("offset", [SKEW_MS, -SKEW_MS, 0])
 def test_timestamps_at_the_edge_of_the_window_pass(offset: int) -> None:
-    headers = sign_request(MEMBER, "POST", PATH, BODY, NOW + offset)
-    assert verifier().check("POST", PATH, headers, BODY, NOW) == MEMBER.public_key
+    assert verifier().check("POST", PATH, signed(ts=NOW + offset), NOW)[0] == MEMBER.public_key
 
 
 def test_bad_signatures_are_401() -> None:
     v = verifier()
-    good = sign_request(MEMBER, "POST", PATH, BODY, NOW)
+    good = signed()
     cases = [
         # signed by another key (a member's or a stranger's) in the member's name
-        {**sign_request(OTHER, "POST", PATH, BODY, NOW), HEADER_LAB: MEMBER.public_key.hex()},
-        {**sign_request(STRANGER, "POST", PATH, BODY, NOW),
-         HEADER_LAB: MEMBER.public_key.hex()},
-        # the time header changed after signing
+        {**signed(OTHER), HEADER_LAB: MEMBER.public_key.hex()},
+        {**signed(STRANGER), HEADER_LAB: MEMBER.public_key.hex()},
+        # the time or the body hash changed after signing
         {**good, HEADER_TIME: str(NOW + 1)},
-        # a signature of the wrong length
-        {**good, HEADER_SIGNATURE: base64.b64encode(b"x" * 10).decode()},
+        {**good, HEADER_BODY: base64.b64encode(hash_body(b"other")).decode()},
     ]
     for headers in cases:
         e = refused(v, headers)
         assert e.status == 401 and "does not verify" in e.reason
-    # the body, path or method changed after signing
-    assert refused(v, good, body=BODY + b"!").status == 401
+    # the path or method changed after signing
     assert refused(v, good, path="/v1/sync/push").status == 401
     assert refused(v, good, method="GET").status == 401
     # and none of that used up the good request
-    assert v.check("POST", PATH, good, BODY, NOW) == MEMBER.public_key
+    assert v.check("POST", PATH, good, NOW)[0] == MEMBER.public_key
+
+
+def test_the_body_is_checked_against_its_signed_hash_as_it_arrives() -> None:
+    check = BodyHash(hash_body(BODY))
+    for i in range(0, len(BODY), 3):
+        check.update(BODY[i:i + 3])
+    check.check()
+    assert check.size == len(BODY)
+    for body in (BODY + b"!", BODY[:-1], b""):
+        other = BodyHash(hash_body(BODY))
+        other.update(body)
+        with pytest.raises(AuthError) as info:
+            other.check()
+        assert info.value.status == 401 and "does not match" in info.value.reason
 
 
 def test_a_replayed_request_is_401() -> None:
     v = verifier()
-    headers = sign_request(MEMBER, "POST", PATH, BODY, NOW)
-    assert v.check("POST", PATH, headers, BODY, NOW) == MEMBER.public_key
+    headers = signed()
+    assert v.check("POST", PATH, headers, NOW)[0] == MEMBER.public_key
     e = refused(v, headers, now=NOW + 1000)
     assert e.status == 401 and "replayed" in e.reason
     # The same request a millisecond later is a new request.
-    again = sign_request(MEMBER, "POST", PATH, BODY, NOW + 1)
-    assert v.check("POST", PATH, again, BODY, NOW + 1) == MEMBER.public_key
+    assert v.check("POST", PATH, signed(ts=NOW + 1), NOW + 1)[0] == MEMBER.public_key
     # Once outside the window, a replay is refused for its age.
     assert refused(v, headers, now=NOW + SKEW_MS + 1).status == 401
 
 
-def test_remembered_signatures_stay_bounded() -> None:
-    v = RequestVerifier({MEMBER.public_key: "Member"}, max_remembered=10)
-    for i in range(25):
-        t = NOW + i
-        v.check("POST", PATH, sign_request(MEMBER, "POST", PATH, BODY, t), BODY, t)
-        assert len(v._seen) <= 10
-    # The most recent ones are still refused as replays.
-    last = sign_request(MEMBER, "POST", PATH, BODY, NOW + 24)
-    assert refused(v, last, now=NOW + 24).reason == "replayed request"
-    # Expired entries are dropped first.
-    v2 = RequestVerifier({MEMBER.public_key: "Member"}, max_remembered=3)
-    for t in (NOW, NOW + 1, NOW + 2):
-        v2.check("POST", PATH, sign_request(MEMBER, "POST", PATH, BODY, t), BODY, t)
-    later = NOW + 3 * SKEW_MS
-    v2.check("POST", PATH, sign_request(MEMBER, "POST", PATH, BODY, later), BODY, later)
-    assert len(v2._seen) == 1
+def test_a_replay_is_refused_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "seen.sqlite3"
+    first = ReplayMemory(path, NOW)
+    headers = signed()
+    verifier(first).check("POST", PATH, headers, NOW)
+    first.close()  # the node stops (or is killed: each signature is committed at once)
+    again = ReplayMemory(path, NOW + 1000)
+    e = refused(verifier(again), headers, now=NOW + 1000)
+    assert e.status == 401 and "replayed" in e.reason
+    again.close()
+    # Signatures whose window has passed are forgotten at the next start.
+    later = ReplayMemory(path, NOW + SKEW_MS + 1)
+    assert not later.seen(MEMBER.public_key, base64.b64decode(headers[HEADER_SIGNATURE]))
+    later.close()
 
 
-def test_request_message_binds_every_part() -> None:
-    base = request_message("POST", PATH, NOW, BODY)
-    assert base.startswith(REQUEST_PREFIX)
-    assert request_message("post", PATH, NOW, BODY) == base
-    others = {request_message("GET", PATH, NOW, BODY), request_message("POST", "/v1/x", NOW, BODY),
-              request_message("POST", PATH, NOW + 1, BODY),
-              request_message("POST", PATH, NOW, BODY + b"x")}
-    assert base not in others and len(others) == 4
-
-
-# -- frontier and wants -------------------------------------------------------------------
-
-
-A, B, C = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
-HA, HB = b"\xaa" * 32, b"\xbb" * 32
-
-
-def test_frontier_round_trip() -> None:
-    body = encode_frontier({B: (7, HB), A: (3, HA), C: (0, None)}, [B])
-    assert canonical.decode(body) == {"frontier": [[A, 3, HA], [B, 7, HB]], "forks": [B]}
-    assert decode_frontier(body) == ({A: (3, HA), B: (7, HB)}, [B])
-    assert decode_frontier(encode_frontier({})) == ({}, [])
-    # O(feeds): a row is about 70 bytes.
-    many = {bytes([i]) * 32: (i + 1, HA) for i in range(100)}
-    assert len(encode_frontier(many)) <= 100 * 100 + 64
-
-
-@pytest.mark.parametrize("message", [
-    [],
-    {"frontier": []},
-    {"frontier": [], "forks": [], "extra": 1},
-    {"frontier": "rows", "forks": []},
-    {"frontier": [[A, 1]], "forks": []},
-    {"frontier": [[A[:31], 1, HA]], "forks": []},
-    {"frontier": [[A, 0, HA]], "forks": []},
-    {"frontier": [[A, -1, HA]], "forks": []},
-    {"frontier": [[A, True, HA]], "forks": []},
-    {"frontier": [[A, "1", HA]], "forks": []},
-    {"frontier": [[A, 1, None]], "forks": []},
-    {"frontier": [[A, 1, HA], [A, 2, HA]], "forks": []},
-    {"frontier": [], "forks": "none"},
-    {"frontier": [], "forks": [b"short"]},
-])
-def test_bad_frontiers_are_refused(message: object) -> None:
-    with pytest.raises(SchemaError):
-        decode_frontier(canonical.encode(message))
-
-
-def test_frontier_bytes_must_be_canonical_and_bounded() -> None:
-    good = encode_frontier({A: (3, HA)})
-    with pytest.raises(NonCanonicalError):
-        decode_frontier(msgpack.packb({"frontier": [[A, 3, HA]], "forks": []}))  # unsorted
-    with pytest.raises(DecodeError):
-        decode_frontier(good + b"\x00")
-    with pytest.raises(DecodeError):
-        decode_frontier(good[:-1])
-    with pytest.raises(OversizeError):
-        decode_frontier(b"\x00" * (MAX_MESSAGE + 1))
-
-
-def test_wants_round_trip_and_cap() -> None:
-    body = encode_wants({B: 5, A: 0}, 100)
-    assert canonical.decode(body) == {"wants": [[A, 0], [B, 5]], "limit": 100}
-    assert decode_wants(body, 5000) == ({A: 0, B: 5}, 100)
-    assert decode_wants(encode_wants({A: 0}, 10**9), 5000) == ({A: 0}, 5000)
-
-
-@pytest.mark.parametrize("message", [
-    {"wants": []},
-    {"wants": [], "limit": 1, "more": 2},
-    {"wants": [], "limit": 0},
-    {"wants": [], "limit": -5},
-    {"wants": [], "limit": True},
-    {"wants": [], "limit": "10"},
-    {"wants": "all", "limit": 10},
-    {"wants": [[A]], "limit": 10},
-    {"wants": [[A, -1]], "limit": 10},
-    {"wants": [[A, False]], "limit": 10},
-    {"wants": [[b"x", 0]], "limit": 10},
-])
-def test_bad_wants_are_refused(message: object) -> None:
-    with pytest.raises(SchemaError):
-        decode_wants(canonical.encode(message), 5000)
-
-
-# -- entry streams --------------------------------------------------------------------------
-
-
-def entry(signer: Signer, seq: int, prev: bytes | None, minutes: int = 5) -> Entry:
-    return sign_entry(signer, federation_id=FID, seq=seq, prev=prev, ts_us=seq,
-                      kind="contribution.recorded",
-                      body={"member": "ana", "stream": "care", "minutes": minutes})
-
-
-def small_feed(n: int = 3) -> list[bytes]:
-    raws, prev = [], None
-    for seq in range(1, n + 1):
-        e = entry(MEMBER, seq, prev)
-        raws.append(e.raw)
-        prev = e.hash
-    return raws
-
-
-def test_entry_stream_decodes_at_every_split_point() -> None:
-    raws = [*small_feed(3), b"", b"x"]
-    data = b"".join(frame(r) for r in raws)
-    assert list(decode_entry_stream(data)) == raws
-    for cut in range(len(data) + 1):
-        d = EntryStreamDecoder()
-        got = d.feed(data[:cut]) + d.feed(data[cut:])
-        d.close()
-        assert got == raws, cut
-    for cut in range(0, len(data) + 1, 7):
-        for cut2 in range(cut, len(data) + 1, 11):
-            d = EntryStreamDecoder()
-            got = d.feed(data[:cut]) + d.feed(data[cut:cut2]) + d.feed(data[cut2:])
-            d.close()
-            assert got == raws
-    d = EntryStreamDecoder()
-    assert [r for i in range(len(data)) for r in d.feed(data[i:i + 1])] == raws
-    d.close()
-
-
-def test_empty_stream_and_large_chunks() -> None:
-    assert list(decode_entry_stream(b"")) == []
-    raws = [bytes([i % 256]) * 1000 for i in range(300)]  # 300 kB in one chunk
-    assert list(decode_entry_stream(b"".join(frame(r) for r in raws))) == raws
-    biggest = b"\x07" * MAX_ENTRY_SIZE
-    assert list(decode_entry_stream(frame(biggest) * 3)) == [biggest] * 3
-
-
-def test_a_truncated_stream_is_refused() -> None:
-    data = b"".join(frame(r) for r in small_feed(2))
-    for cut in range(1, len(data)):
-        d = EntryStreamDecoder()
-        got = d.feed(data[:cut])
-        if cut == len(frame(small_feed(1)[0])):
-            d.close()  # ends between items: fine
-            continue
-        with pytest.raises(DecodeError, match="ends inside item"):
-            d.close()
-        assert len(got) <= 1
-    with pytest.raises(DecodeError):
-        list(decode_entry_stream(data[:-1]))
-
-
-@pytest.mark.parametrize("item", [
-    msgpack.packb(1), msgpack.packb(None), msgpack.packb("text"), msgpack.packb(""),
-    msgpack.packb([]), msgpack.packb([b"x"]), msgpack.packb({}), msgpack.packb(True),
-    msgpack.packb(1.5), msgpack.packb(msgpack.ExtType(1, b"x")),
-    b"\xc1",
-])
-def test_items_that_are_not_bin_are_refused(item: bytes) -> None:
-    good = frame(small_feed(1)[0])
-    with pytest.raises(DecodeError, match="entry stream item 1"):
-        list(decode_entry_stream(good + item + good))
-
-
-def test_oversize_items_are_refused() -> None:
-    with pytest.raises(OversizeError, match="item 0 exceeds"):
-        list(decode_entry_stream(frame(b"\x00" * (MAX_ENTRY_SIZE + 1))))
-    # A huge declared length is refused once the buffer holds more than an entry
-    # may be, long before the declared length arrives.
-    d = EntryStreamDecoder()
-    header = b"\xc6" + (1 << 31).to_bytes(4, "big")
-    with pytest.raises(OversizeError):
-        d.feed(header)
-        for _ in range(4):
-            d.feed(b"\x00" * MAX_ENTRY_SIZE)
-
-
-# -- fork proofs --------------------------------------------------------------------------
-
-
-def fork() -> tuple[Entry, Entry, Entry]:
-    first = entry(MEMBER, 1, None)
-    a = entry(MEMBER, 2, first.hash, minutes=10)
-    b = entry(MEMBER, 2, first.hash, minutes=20)
-    return first, a, b
-
-
-def test_a_fork_proof_verifies_on_its_own() -> None:
-    _, a, b = fork()
-    proof = make_fork_proof(a, b)
-    assert (proof.author, proof.seq) == (MEMBER.public_key, 2)
-    assert make_fork_proof(b, a) == proof  # order-free
-    back = decode_fork_proof(proof.encode())
-    assert isinstance(back, ForkProof)
-    assert {back.first.hash, back.second.hash} == {a.hash, b.hash}
-    assert back.encode() == proof.encode()
-
-
-def test_non_forks_are_not_proofs() -> None:
-    first, a, b = fork()
-    other_author = entry(OTHER, 2, first.hash)
-    other_fed = sign_entry(MEMBER, federation_id=b"\x09" * 32, seq=2, prev=first.hash,
-                           ts_us=2, kind="contribution.recorded",
-                           body={"member": "ana", "stream": "care", "minutes": 10})
-    for x, y in [(a, a), (first, a), (a, other_author), (a, other_fed)]:
-        with pytest.raises(VerificationError):
-            make_fork_proof(x, y)
-    raw = bytearray(b.raw)
-    at = 1 + len(b.header_bytes) + 2
-    raw[at] ^= 1
-    forged = decode_entry(bytes(raw))
-    with pytest.raises(BadSignatureError):
-        make_fork_proof(a, forged)
-    with pytest.raises(BadSignatureError):
-        decode_fork_proof(canonical.encode(sorted([a.raw, bytes(raw)])))
-
-
-@pytest.mark.parametrize("value", [
-    [], [b"x"], "proof", {"a": b"x"}, [b"x", b"y", b"z"], [b"x", 1],
-])
-def test_malformed_fork_proofs_are_refused(value: object) -> None:
-    with pytest.raises(DecodeError):
-        decode_fork_proof(canonical.encode(value))
-
-
-def test_fork_proof_bytes_must_be_canonical_entries() -> None:
-    _, a, b = fork()
-    with pytest.raises(DecodeError):
-        decode_fork_proof(b"\xc1")
-    with pytest.raises(DecodeError):
-        decode_fork_proof(canonical.encode([a.raw, b"not an entry"]))
-    with pytest.raises(NonCanonicalError):
-        decode_fork_proof(canonical.encode([b"\xdc\x00\x03" + a.raw[1:], b.raw]))
+def test_a_flooding_member_is_told_to_slow_down_and_others_are_not() -> None:
+    v = verifier(ReplayMemory(per_lab=10))
+    for i in range(10):
+        v.check("POST", PATH, signed(ts=NOW + i), NOW + i)
+    e = refused(v, signed(ts=NOW + 10), now=NOW + 10)
+    assert e.status == 429 and "slow down" in e.reason
+    # Nothing was forgotten to make room: the old requests are still replays.
+    assert refused(v, signed(ts=NOW), now=NOW + 10).reason == "replayed request"
+    # Another member is not affected.
+    assert v.check("POST", PATH, signed(OTHER, ts=NOW + 10), NOW + 10)[0] == OTHER.public_key
+    # Once the window has passed, the member's old requests make room.
+    later = NOW + 11 + SKEW_MS
+    assert v.check("POST", PATH, signed(ts=later), later)[0] == MEMBER.public_key

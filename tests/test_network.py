@@ -21,7 +21,7 @@ from node import scheduler
 from node.client import PeerError, RoundResult, sync_round
 from node.home import Home
 from node.lab import LabNode
-from node.server import MAX_BODY
+from node.limits import Limits
 from node.service import NodeService, now_ms
 from protocol.entry import MAX_ENTRY_SIZE, Entry, decode_entry, sign_entry
 from protocol.keys import Signer
@@ -34,6 +34,7 @@ from tests.nodes import (
     Reply,
     add_member,
     author_contributions,
+    fake_peer,
     federation,
     feed_raws,
     feed_seqs,
@@ -202,7 +203,7 @@ def test_bad_pushes_get_a_reason_and_change_nothing(tmp_path: Path, nodes: Nodes
     sender = sender_home.signer()
     raws = feed_raws(sender_home, sender.public_key)          # seq 1..5
     node = nodes.start_one(receiver_home.path)
-    assert signed_post(node.url, PUSH, stream(raws[:2]), sender).json()["stored"] == 2
+    assert signed_post(node.url, PUSH, stream(raws[:2]), sender).value()["stored"] == 2
     before = _view(node)
     assert before["frontier"][sender.public_key.hex()]["seq"] == 2
 
@@ -233,8 +234,8 @@ def test_bad_pushes_get_a_reason_and_change_nothing(tmp_path: Path, nodes: Nodes
         ("gap in seq", stream([raws[3]]), 400, "does not follow"),
         ("prev mismatch", stream([_resigned(sender, third, prev=b"\x00" * 32).raw]), 400,
          "prev does not match"),
-        ("oversize item", oversize_item, 400, "exceeds"),
-        ("oversize body", b"\x00" * (MAX_BODY + 1), 413, "over"),
+        ("oversize item", oversize_item, 413, "exceeds"),
+        ("oversize body", b"\x00" * (Limits().max_body + 1), 413, "over"),
     ]
     for name, body, status, reason in cases:
         reply = signed_post(node.url, PUSH, body, sender)
@@ -248,7 +249,7 @@ def test_bad_pushes_get_a_reason_and_change_nothing(tmp_path: Path, nodes: Nodes
     assert result.pushed == 3
     assert node.frontier()[sender.public_key.hex()] == 5
     with_more = signed_post(node.url, PUSH, stream(raws), sender)
-    assert with_more.status == 200 and with_more.json()["stored"] == 0
+    assert with_more.status == 200 and with_more.value()["stored"] == 0
     assert not any("Traceback" in line for line in node.log_lines), node.log
 
 
@@ -274,27 +275,31 @@ def test_requests_must_be_signed_by_a_member(tmp_path: Path, nodes: Nodes) -> No
     _assert_refused(post(node.url, PULL, body), 401, "unsigned request")
     _assert_refused(post(node.url, "/v1/sync/frontier", encode_frontier({})), 401,
                     "unsigned request")
-    wrong_key = signed_headers(stranger, PULL, body)
+    wrong_key = signed_headers(stranger, PULL, body, to=keeper.lab_id)
     wrong_key["X-Disco-Lab"] = member.public_key.hex()
     _assert_refused(post(node.url, PULL, body, wrong_key), 401, "does not verify")
-    other_body = signed_headers(member, PULL, encode_wants({keeper.lab_id: 1}, 100))
-    _assert_refused(post(node.url, PULL, body, other_body), 401, "does not verify")
-    other_path = signed_headers(member, "/v1/sync/frontier", body)
+    other_body = signed_headers(member, PULL, encode_wants({keeper.lab_id: 1}, 100),
+                                to=keeper.lab_id)
+    _assert_refused(post(node.url, PULL, body, other_body), 401, "does not match")
+    other_path = signed_headers(member, "/v1/sync/frontier", body, to=keeper.lab_id)
     _assert_refused(post(node.url, PULL, body, other_path), 401, "does not verify")
-    stale = signed_headers(member, PULL, body, ts_ms=now_ms() - 10 * 60 * 1000)
+    stale = signed_headers(member, PULL, body, ts_ms=now_ms() - 10 * 60 * 1000,
+                           to=keeper.lab_id)
     _assert_refused(post(node.url, PULL, body, stale), 401, "timestamp")
-    garbled = {**signed_headers(member, PULL, body), "X-Disco-Signature": "not base64!"}
+    garbled = {**signed_headers(member, PULL, body, to=keeper.lab_id),
+               "X-Disco-Signature": "not base64!"}
     _assert_refused(post(node.url, PULL, body, garbled), 401, "malformed")
     _assert_refused(signed_post(node.url, PULL, body, stranger), 403, "not a member")
 
-    once = signed_headers(member, PULL, body)
+    once = signed_headers(member, PULL, body, to=keeper.lab_id)
     first = post(node.url, PULL, body, once)
     assert first.status == 200 and first.content_type == MEDIA_TYPE
     entries = [decode_entry(raw) for raw in EntryStreamDecoder().feed(first.body)]
     assert [(e.author, e.seq) for e in entries] == [(keeper.lab_id, 1), (keeper.lab_id, 2)]
     _assert_refused(post(node.url, PULL, body, once), 401, "replayed")
 
-    wrong_type = {**signed_headers(member, PULL, body), "Content-Type": "application/json"}
+    wrong_type = {**signed_headers(member, PULL, body, to=keeper.lab_id),
+                  "Content-Type": "application/json"}
     reply = post(node.url, PULL, body, wrong_type)
     assert reply.status == 415 and "Content-Type" in reply.error
 
@@ -318,7 +323,7 @@ def test_a_fork_is_proven_everywhere_and_freezes_the_feed(tmp_path: Path, nodes:
     add_member(liar_home)
     honest = feed_raws(liar_home, liar.public_key)
     for node in (x, y):
-        assert signed_post(node.url, PUSH, stream(honest), liar).json()["stored"] == 2
+        assert signed_post(node.url, PUSH, stream(honest), liar).value()["stored"] == 2
     wait_until(lambda: all(p.frontier().get(liar_hex) == 2 for p in procs), timeout=30,
                what="the liar's honest entries everywhere")
 
@@ -353,7 +358,7 @@ def test_a_fork_is_proven_everywhere_and_freezes_the_feed(tmp_path: Path, nodes:
                                                 "minutes": 1})
     for node in procs:
         reply = signed_post(node.url, PUSH, stream([a.raw, after.raw]), liar)
-        assert reply.status == 200 and reply.json()["stored"] == 0, reply
+        assert reply.status == 200 and reply.value()["stored"] == 0, reply
         assert node.frontier()[liar_hex] == 3
 
     for home in (x_home, z_home, y_home):
@@ -416,22 +421,15 @@ async def test_a_peer_cut_off_mid_stream_fails_the_round_cleanly(tmp_path: Path)
         request.transport.abort()
         return response
 
-    app = web.Application()
-    app.router.add_post("/v1/sync/frontier", frontier)
-    app.router.add_post("/v1/sync/pull", pull)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     service = NodeService.open(puller, puller.signer())
     try:
-        async with aiohttp.ClientSession() as session:
-            with pytest.raises(PeerError, match="cut off"):
-                await sync_round(service, session, url)
+        async with fake_peer(dying.lab_id, {"/v1/sync/frontier": frontier,
+                                            "/v1/sync/pull": pull}) as url:
+            async with aiohttp.ClientSession() as session:
+                with pytest.raises(PeerError, match="cut off"):
+                    await sync_round(service, session, url)
     finally:
         service.close()
-        await runner.cleanup()
     seqs = feed_seqs(puller)[dying.lab_id.hex()]
     assert 500 <= len(seqs) < len(raws)          # whole batches that arrived were kept
     assert seqs == list(range(1, len(seqs) + 1))

@@ -13,6 +13,7 @@ import click
 from node.cli.common import emit, examples, home_path, json_option, load_signer
 from node.client import PeerError, sync_round
 from node.home import Home
+from node.limits import Limits
 from node.service import NodeService, load_peers, peer_status, save_peers, status_of
 
 
@@ -31,20 +32,47 @@ def _listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+_DEFAULT = Limits()
+
+
 @click.command()
 @click.option("--listen", default="127.0.0.1:8750", show_default=True,
               help="HOST:PORT to listen on (port 0 picks a free one).")
+@click.option("--max-connections", type=click.IntRange(1), show_default=True,
+              default=_DEFAULT.max_connections,
+              help="Open connections at most (kept below the descriptor limit); at the "
+                   "cap the oldest idle connection is closed.")
+@click.option("--max-body", type=click.IntRange(1024), show_default=True,
+              default=_DEFAULT.max_body, help="Largest request body in bytes (413).")
+@click.option("--body-budget", type=click.IntRange(1024), show_default=True,
+              default=_DEFAULT.body_budget,
+              help="Bytes of request bodies held at once, all peers together (503).")
+@click.option("--idle-timeout", type=click.FloatRange(0.1), show_default=True,
+              default=_DEFAULT.idle_timeout,
+              help="Seconds a connection may take to send a request head, or stay idle.")
+@click.option("--body-timeout", type=click.FloatRange(0.1), show_default=True,
+              default=_DEFAULT.body_timeout,
+              help="Seconds to receive a whole request body (408).")
 @click.pass_context
-@examples("  disco --home ./farm serve --listen 0.0.0.0:8750")
-def serve(ctx: click.Context, listen: str) -> None:
-    """Run the node: the sync API, the status API and gossip with peers."""
+@examples("  disco --home ./farm serve --listen 0.0.0.0:8750\n"
+          "  disco serve --max-connections 256 --idle-timeout 10")
+def serve(ctx: click.Context, listen: str, max_connections: int, max_body: int,
+          body_budget: int, idle_timeout: float, body_timeout: float) -> None:
+    """Run the node: the sync API, the status API and gossip with peers.
+
+    The limits protect the node from hostile peers and strangers (docs/sync.md,
+    "Under attack")."""
     from node.scheduler import serve as run
 
     host, port = _listen(listen)
+    if body_budget < max_body:
+        raise click.BadParameter("must be at least --max-body", param_hint="--body-budget")
+    limits = Limits(max_body=max_body, body_budget=body_budget, body_timeout=body_timeout,
+                    idle_timeout=idle_timeout, max_connections=max_connections)
     service = _service(ctx)
     service.log = lambda line: print(line, flush=True)
     try:
-        asyncio.run(run(service, host, port))
+        asyncio.run(run(service, host, port, limits))
     except OSError as e:
         raise click.ClickException(f"cannot listen on {listen}: {e.strerror}") from None
     finally:
