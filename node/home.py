@@ -8,12 +8,16 @@ Layout::
     DIR/lab.key        Ed25519 private key, PKCS#8 PEM, mode 0600, maybe encrypted
     DIR/genesis.json   the federation joined (after ``disco join``)
     DIR/ledger.sqlite  the embedded store (SQLite backend)
+    DIR/lab.lock       held (flock) by the process appending to the LAB's own feed
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,14 @@ CONFIG = "node.json"
 KEY = "lab.key"
 GENESIS = "genesis.json"
 SQLITE = "ledger.sqlite"
+LOCK = "lab.lock"
+WRITER_WAIT_S = 30.0
+"""How long a writer waits for another process appending to the same feed."""
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: writers there rely on the store's retry alone
+    fcntl = None  # type: ignore[assignment]
 
 
 class HomeError(Exception):
@@ -128,6 +140,40 @@ class Home:
         if backend == "postgres":
             return StoreConfig("postgres", dsn=store.get("dsn"), schema=store.get("schema"))
         raise HomeError(f"{self.path / CONFIG}: unknown store backend {backend!r}")
+
+    @contextmanager
+    def writer_lock(self, wait_s: float = WRITER_WAIT_S) -> Iterator[None]:
+        """Hold this LAB's writer lock (``flock`` on DIR/lab.lock) for the block, so
+        that the processes appending to the LAB's own feed take turns.
+
+        Waits at most ``wait_s`` seconds for another holder, then raises
+        :class:`TimeoutError` with a message for a person. The lock goes with the
+        process: a writer that dies releases it.
+        """
+        path = self.path / LOCK
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise HomeError(f"cannot open {path}: {e.strerror}") from None
+        try:
+            if fcntl is not None:
+                deadline = time.monotonic() + wait_s
+                pause = 0.002
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise TimeoutError(
+                                f"another disco process has been writing to this LAB's "
+                                f"feed for over {wait_s:g} s (it holds {path}); "
+                                "try again when it has finished") from None
+                        time.sleep(pause)
+                        pause = min(pause * 2, 0.05)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def genesis(self) -> Genesis | None:
         """The joined federation's genesis, or None before ``disco join``."""

@@ -4,7 +4,8 @@ The command line and (later) the HTTP server call this; it ties the home folder,
 the key, the genesis and the store together. Every authored entry is checked
 against the LAB's own feed (:class:`federation.kinds.LabState`) before it is
 signed, so an honest node never signs an invalid entry; the check and the append
-happen at the same head, retried if another writer got there first.
+happen at the same head, the writers of one home taking turns, and are retried
+if another writer got there first.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any
 from federation.errors import FederationError, PendingReference, RuleViolation
 from federation.genesis import Genesis, load_genesis_file
 from federation.ledger import Ledger
-from node.home import Home
+from node.home import WRITER_WAIT_S, Home
 from node.projection import LedgerProjection
-from node.store import FeedStore, Problem
+from node.store import FeedStore, Problem, SeqTaken
 from protocol.entry import Entry, FeedVerifier, Ref, check_signature, decode_entry, sign_entry
 from protocol.errors import BadSignatureError, WrongAuthorError, WrongFederationError
 from protocol.keys import Signer
@@ -98,6 +99,7 @@ class LabNode:
     store: FeedStore
     genesis: Genesis | None
     signer: Signer | None = None
+    lock_wait_s: float = WRITER_WAIT_S
     _ledger: Ledger | None = field(default=None, repr=False)
     _position: int = 0
     _pending_ledger: Ledger | None = field(default=None, repr=False)
@@ -163,20 +165,36 @@ class LabNode:
     def author_many(
         self, items: Sequence[tuple[str, Mapping[str, Any]]], now_us: int
     ) -> list[Entry]:
-        """Check, sign and store several entries in one transaction (all or none)."""
+        """Check, sign and store several entries in one transaction (all or none).
+
+        Processes writing to this LAB's feed take turns (:meth:`Home.writer_lock`,
+        at most ``lock_wait_s`` seconds of waiting): each checks, signs and appends
+        at the head it has just read. A writer that does not take the lock (another
+        machine on a shared PostgreSQL store, a peer relaying this LAB's entries back)
+        is caught by the store: the loser re-reads the head and builds again, so a
+        second writer never makes a LAB fork its own log.
+        """
         genesis = self.require_genesis()
         signer = self.signer
         if signer is None:
             raise NodeError("this command needs the LAB key")
         fid = genesis.federation_id
+        position = self._position
 
         def build(seq: int, head: bytes | None) -> list[Entry]:
+            nonlocal position
             ledger = self.ledger()
-            if ledger.applied(self.lab_id) != seq:
+            position = self._position
+            applied = ledger.applied(self.lab_id)
+            if applied > seq:
+                # The ledger has read entries stored after ``head`` was: another
+                # writer got there first. The store re-reads the head and retries.
+                raise SeqTaken(self.lab_id, seq)
+            if applied < seq and self.lab_id in ledger.pending:
                 ledger.catch_up(self.lab_id)
-            if ledger.applied(self.lab_id) != seq:
-                raise NodeError(f"this LAB's feed is stuck at seq {ledger.applied(self.lab_id)}"
-                                f" of {seq}; run 'disco rebuild'")
+                applied = ledger.applied(self.lab_id)
+            if applied != seq:
+                raise NodeError(self._held_message(ledger, applied, seq))
             self._ledger = None  # mutated below; reloaded unless the append succeeds
             entries = []
             for kind, body in items:
@@ -190,9 +208,12 @@ class LabNode:
             self._pending_ledger = ledger
             return entries
 
-        position = self._position
+        self.ledger()  # the bulk of any catch-up, before taking turns with other writers
         try:
-            entries, ids = self.store.append_own(build, self.lab_id)
+            with self.home.writer_lock(self.lock_wait_s):
+                entries, ids = self.store.append_own(build, self.lab_id)
+        except TimeoutError as e:
+            raise NodeError(str(e)) from None
         except PendingReference as p:
             raise NodeError(f"refused: the entry names {p.missing}, which this node does not "
                             "hold (sync first)") from None
@@ -200,6 +221,18 @@ class LabNode:
         if ids and ids[0] == position + 1 and ids == list(range(ids[0], ids[-1] + 1)):
             self._position = ids[-1]  # nobody wrote in between: the ledger holds exactly these
         return entries
+
+    def _held_message(self, ledger: Ledger, applied: int, seq: int) -> str:
+        """Why the ledger settled this LAB's feed only to ``applied`` of its ``seq``."""
+        fork = ledger.frozen.get(self.lab_id)
+        if fork is not None:
+            return (f"this LAB's feed is frozen at seq {fork - 1} by a fork proof; "
+                    "see 'disco status'")
+        if self.lab_id in ledger.pending:
+            return (f"this LAB's entry {applied + 1} waits for {ledger.pending[self.lab_id][1]}"
+                    ", which this node does not hold (sync first)")
+        return (f"the ledger holds this LAB's feed at seq {applied} of {seq}: entry "
+                f"{applied + 1} failed a check; run 'disco verify'")
 
     def ingest(self, raws: Iterable[bytes]) -> IngestResult:
         """Verify and store entries received from elsewhere (a peer, a bundle).

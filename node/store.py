@@ -248,16 +248,17 @@ class FeedStore:
         """Sign-and-store in one step, safe against concurrent writers.
 
         ``build(head_seq, head_hash)`` returns the signed entries that continue the
-        feed. If another writer took the seq first, the head is re-read and
-        ``build`` called again, so two writers never produce two entries at one seq.
-        Returns the entries and their notification ids. Raises :class:`StoreError`
-        after ``attempts`` lost races, and whatever ``build`` raises (nothing is
-        stored then).
+        feed. If another writer took the seq first (the insert finds it taken, or
+        ``build`` raises :class:`SeqTaken` because what it read is past the head),
+        the head is re-read and ``build`` called again, so two writers never produce
+        two entries at one seq. Returns the entries and their notification ids.
+        Raises :class:`StoreError` after ``attempts`` lost races, and whatever else
+        ``build`` raises (nothing is stored then).
         """
         for attempt in range(attempts):
             seq, head_hash = self.head(author)
-            entries = list(build(seq, head_hash))
             try:
+                entries = list(build(seq, head_hash))
                 ids = self.insert(entries)
             except SeqTaken:
                 time.sleep(min(0.001 * (attempt + 1), 0.05))
