@@ -27,6 +27,9 @@ from aiohttp.web_protocol import RequestHandler
 MiB = 1024 * 1024
 RESERVED_FDS = 128
 """Descriptors kept for the store, peers, the read-ahead pipe and the log."""
+BACKLOG = 64
+"""Listen backlog; asyncio accepts up to this many sockets at once before the cap
+sees them, so they are kept apart from the cap too."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ def connection_cap(wanted: int) -> int:
     """The connection cap to use: ``wanted``, lowered below the descriptor limit.
 
     Raises the soft descriptor limit towards the hard one first (as servers do),
-    then keeps :data:`RESERVED_FDS` for everything that is not a connection.
+    then keeps :data:`RESERVED_FDS` for everything that is not a connection and
+    :data:`BACKLOG` for sockets accepted but not yet turned away.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
@@ -79,7 +83,7 @@ def connection_cap(wanted: int) -> int:
             pass
     if soft == resource.RLIM_INFINITY:
         return wanted
-    return max(1, min(wanted, soft - RESERVED_FDS))
+    return max(1, min(wanted, soft - RESERVED_FDS - BACKLOG))
 
 
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"

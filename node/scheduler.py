@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from node.client import PeerError, sync_round
-from node.limits import ConnectionCap, Limits, connection_cap
+from node.limits import BACKLOG, ConnectionCap, Limits, connection_cap
 from node.server import BUSY, make_app
 from node.service import NodeService, load_peers
 
@@ -110,7 +110,7 @@ async def serve(service: NodeService, host: str, port: int, limits: Limits | Non
     cap = connection_cap(limits.max_connections)
     loop = asyncio.get_running_loop()
     listener = await loop.create_server(ConnectionCap(runner.server, cap, app[BUSY]),
-                                        host, port, backlog=128, reuse_address=True)
+                                        host, port, backlog=BACKLOG, reuse_address=True)
     bound = listener.sockets[0].getsockname()
     service.url = f"http://{host}:{bound[1]}"
     await service.write(service.node.ledger)

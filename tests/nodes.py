@@ -18,6 +18,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -61,16 +62,17 @@ class NodeProcess:
     """A running ``disco serve`` subprocess for one home folder."""
 
     def __init__(self, home: Path, env: dict[str, str] | None = None,
-                 listen: str = "127.0.0.1:0") -> None:
+                 listen: str = "127.0.0.1:0", args: Sequence[str] = (),
+                 preexec_fn: Callable[[], None] | None = None) -> None:
         self.home = Path(home)
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self.url: str | None = None
         self._terminated = False
         self.proc = subprocess.Popen(
-            [*DISCO, "--home", str(self.home), "serve", "--listen", listen],
+            [*DISCO, "--home", str(self.home), "serve", "--listen", listen, *args],
             cwd=str(self.home.parent), env=node_env(env), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1)
+            stderr=subprocess.STDOUT, text=True, bufsize=1, preexec_fn=preexec_fn)
         self._reader = threading.Thread(target=self._read, daemon=True,
                                         name=f"disco-log-{self.home.name}")
         self._reader.start()
@@ -111,6 +113,10 @@ class NodeProcess:
     @property
     def log(self) -> str:
         return "\n".join(self.log_lines)
+
+    def memory_kb(self, peak: bool = False) -> int:
+        """Resident memory now (or its peak), in KiB, read from /proc."""
+        return proc_memory_kb(self.proc.pid, "VmHWM" if peak else "VmRSS")
 
     @property
     def running(self) -> bool:
@@ -167,19 +173,25 @@ class Nodes:
         self.env = env or {}
         self.started: list[NodeProcess] = []
 
-    def start(self, *homes: Path, env: dict[str, str] | None = None) -> list[NodeProcess]:
-        """Start one node per home (in parallel) and wait until all are listening."""
+    def start(self, *homes: Path, env: dict[str, str] | None = None,
+              args: Sequence[str] = (), preexec_fn: Callable[[], None] | None = None
+              ) -> list[NodeProcess]:
+        """Start one node per home (in parallel) and wait until all are listening;
+        ``args`` are added to ``serve``'s command line."""
         procs = []
         for home in homes:
-            p = NodeProcess(home, {**self.env, **(env or {})})
+            p = NodeProcess(home, {**self.env, **(env or {})}, args=args,
+                            preexec_fn=preexec_fn)
             self.started.append(p)
             procs.append(p)
         for p in procs:
             p.wait_ready()
         return procs
 
-    def start_one(self, home: Path, env: dict[str, str] | None = None) -> NodeProcess:
-        return self.start(home, env=env)[0]
+    def start_one(self, home: Path, env: dict[str, str] | None = None,
+                  args: Sequence[str] = (), preexec_fn: Callable[[], None] | None = None
+                  ) -> NodeProcess:
+        return self.start(home, env=env, args=args, preexec_fn=preexec_fn)[0]
 
     def stop_all(self) -> None:
         """SIGTERM every running node at once, then wait for each to exit."""
@@ -218,6 +230,14 @@ def node_group(env: dict[str, str] | None = None) -> Iterator[Nodes]:
         yield n
     finally:
         n.cleanup()
+
+
+def proc_memory_kb(pid: int, field: str = "VmRSS") -> int:
+    """A memory figure of process ``pid`` from /proc/PID/status (VmRSS, VmHWM), KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for pid {pid}")
 
 
 def set_peers(home: Path | Home, urls: Sequence[str | None]) -> None:
@@ -423,3 +443,85 @@ def sync_once(home: Home, url: str, rounds: int = 1) -> list[RoundResult]:
             service.close()
 
     return asyncio.run(run())
+
+
+# -- raw connections (slow, partial or abandoned requests) ------------------------------
+
+
+def raw_connect(url: str, timeout: float = 10.0) -> socket.socket:
+    """A plain TCP connection to the node at ``url``."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=timeout)
+
+
+def request_head(path: str, headers: dict[str, str], length: int | None,
+                 method: str = "POST") -> bytes:
+    """The head of an HTTP/1.1 request (``length`` None: chunked)."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    lines.append(f"Content-Length: {length}" if length is not None
+                 else "Transfer-Encoding: chunked")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def read_answer(sock: socket.socket, timeout: float = 20.0) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of the answer on ``sock`` (body up to Content-Length);
+    raises AssertionError when the connection closes before an answer."""
+    sock.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"connection closed before an answer: {data!r}")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines)}
+    want = int(headers.get("content-length", "0"))
+    while len(body) < want:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(status_line.split()[1]), headers, body
+
+
+def closed_by_peer(sock: socket.socket, timeout: float) -> bool:
+    """True when the other side closes ``sock`` within ``timeout`` seconds (whatever it
+    sent first is read and dropped)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+@contextmanager
+def fake_peer_thread(lab: bytes, routes: dict[str, Callable[[web.Request], Awaitable[
+        web.StreamResponse]]]) -> Iterator[str]:
+    """:func:`fake_peer` served from a thread of its own, for tests that run
+    subprocesses meanwhile; yields its URL."""
+    url: list[str] = []
+    started = threading.Event()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        async with fake_peer(lab, routes) as u:
+            url.append(u)
+            started.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    assert started.wait(10), "the fake peer did not start"
+    try:
+        yield url[0]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
