@@ -9,6 +9,9 @@ Layout::
     DIR/genesis.json   the federation joined (after ``disco join``)
     DIR/ledger.sqlite  the embedded store (SQLite backend)
     DIR/lab.lock       held (flock) by the process appending to the LAB's own feed
+    DIR/checked.json   the outcome of the last full check of the store:
+                       {"at": ISO 8601 UTC, "ok": bool, "problems": int,
+                        "by": "init" | "verify" | "rebuild" | "audit"}
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from federation.genesis import Genesis, load_genesis_file
 from node.store import StoreConfig
+from protocol.errors import KeyFileError
 from protocol.keys import Signer, is_encrypted_pem, load_private_key, save_private_key
 
 HOME_FORMAT = "disco-node/1"
@@ -32,6 +37,7 @@ KEY = "lab.key"
 GENESIS = "genesis.json"
 SQLITE = "ledger.sqlite"
 LOCK = "lab.lock"
+CHECKED = "checked.json"
 WRITER_WAIT_S = 30.0
 """How long a writer waits for another process appending to the same feed."""
 
@@ -96,7 +102,9 @@ class Home:
                   "store": store}
         save_private_key(path / KEY, signer, passphrase)
         _write_json(path / CONFIG, config)
-        return cls(path, config), signer
+        home = cls(path, config)
+        home.record_check(ok=True, problems=0, by="init")  # an empty store holds nothing wrong
+        return home, signer
 
     @classmethod
     def open(cls, path: Path) -> Home:
@@ -119,11 +127,28 @@ class Home:
         return cls(path, config)
 
     def signer(self, passphrase: bytes | None = None) -> Signer:
-        """The LAB key. Raises ``KeyFileError``/``PassphraseError`` (protocol.errors)."""
+        """The LAB key. Raises ``KeyFileError``/``PassphraseError`` (protocol.errors),
+        ``KeyFileError`` too for a key file others may read (:meth:`check_key_file`)."""
+        self.check_key_file()
         signer = load_private_key(self.key_path, passphrase)
         if signer.public_key != self.lab_id:
             raise HomeError(f"{self.key_path} is not the key of LAB {self.lab_id.hex()[:8]}")
         return signer
+
+    def check_key_file(self) -> None:
+        """Refuse a key file that the group or others may read or write, as ssh does:
+        raises ``KeyFileError`` naming the fix. The node writes its key mode 0600; a
+        looser mode comes from a copy or a restore, and the key *is* the LAB. (A
+        missing file is left to the loader to report.)"""
+        path = self.key_path
+        try:
+            mode = path.stat().st_mode & 0o777
+        except OSError:
+            return
+        if os.name == "posix" and mode & 0o077:
+            how = "readable" if mode & 0o044 else "writable"
+            raise KeyFileError(f"key file {path} is {how} by others (mode {mode:04o}); "
+                               f"run 'chmod 600 {path}'")
 
     def key_is_encrypted(self) -> bool:
         try:
@@ -175,6 +200,28 @@ class Home:
         finally:
             os.close(fd)  # releases the lock
 
+    def record_check(self, *, ok: bool, problems: int, by: str,
+                     at: datetime | None = None) -> None:
+        """Note the outcome of a full check of the store (``disco verify``, a verified
+        ``disco rebuild``, ``disco audit --home``), for :meth:`last_check`."""
+        at = at or datetime.now(UTC)
+        _write_json(self.path / CHECKED, {
+            "at": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "ok": ok,
+            "problems": problems, "by": by})
+
+    def last_check(self) -> dict[str, Any] | None:
+        """``{"at", "ok", "problems", "by"}`` of the last full check of the store; None
+        when it was never checked (or the record is unreadable, which counts as never)."""
+        try:
+            data = json.loads((self.path / CHECKED).read_text(encoding="utf-8"))
+            at = str(data["at"])
+            datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ")
+            checked = {"at": at, "ok": data["ok"] is True,
+                       "problems": int(data["problems"]), "by": str(data["by"])}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return checked
+
     def genesis(self) -> Genesis | None:
         """The joined federation's genesis, or None before ``disco join``."""
         if not self.genesis_path.exists():
@@ -183,7 +230,7 @@ class Home:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # (two writers: two temp files)
     with tmp.open("w", encoding="utf-8") as f:
         json.dump(data, f, indent=2)
         f.write("\n")

@@ -10,10 +10,9 @@ if another writer got there first.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,12 @@ from federation.errors import FederationError, PendingReference, RuleViolation
 from federation.genesis import Genesis, load_genesis_file
 from federation.ledger import Ledger
 from node.home import WRITER_WAIT_S, Home
-from node.projection import LedgerProjection
-from node.store import FeedStore, Problem, SeqTaken
+from node.projection import LedgerProjection, Skipped
+from node.store import SIGNATURE_CHUNK, FeedStore, Problem, SeqTaken, verify_pool
 from protocol.entry import Entry, FeedVerifier, Ref, check_signature, decode_entry, sign_entry
 from protocol.errors import BadSignatureError, WrongAuthorError, WrongFederationError
 from protocol.keys import Signer
 from protocol.sync import ForkProof, make_fork_proof
-
-SIGNATURE_CHUNK = 64
-_verify_pool: ThreadPoolExecutor | None = None
 
 
 def _first_bad_signature(entries: list[Entry]) -> int:
@@ -56,12 +52,8 @@ class SignatureChecks:
     def add(self, entry: Entry) -> None:
         self._chunk.append(entry)
         if len(self._chunk) >= SIGNATURE_CHUNK:
-            global _verify_pool
-            if _verify_pool is None:
-                _verify_pool = ThreadPoolExecutor(min(8, os.cpu_count() or 1),
-                                                  thread_name_prefix="disco-verify")
-            self._running.append((self._chunk, _verify_pool.submit(_first_bad_signature,
-                                                                   self._chunk)))
+            self._running.append((self._chunk, verify_pool().submit(_first_bad_signature,
+                                                                    self._chunk)))
             self._chunk = []
 
     def finish(self) -> None:
@@ -100,6 +92,8 @@ class LabNode:
     genesis: Genesis | None
     signer: Signer | None = None
     lock_wait_s: float = WRITER_WAIT_S
+    skipped: Skipped | None = None
+    """What the last :meth:`rebuild` did not apply, and why."""
     _ledger: Ledger | None = field(default=None, repr=False)
     _position: int = 0
     _pending_ledger: Ledger | None = field(default=None, repr=False)
@@ -331,9 +325,16 @@ class LabNode:
         return self._ledger
 
     def rebuild(self) -> Ledger:
-        """Recompute the ledger from nothing over the whole log (and save it)."""
-        self._ledger, self._position = LedgerProjection(self.store,
-                                                        self.require_genesis()).rebuild()
+        """Recompute the ledger from nothing over the whole log (and save it),
+        checking every entry before applying it: :attr:`skipped` then lists what
+        failed and which feeds are held before it. The outcome is noted in the home
+        (:meth:`Home.record_check`)."""
+        projection = LedgerProjection(self.store, self.require_genesis())
+        self._ledger, self._position = projection.rebuild(verify=True)
+        self.skipped = projection.skipped or Skipped()
+        problems = len(self.skipped.problems)
+        self.home.record_check(ok=not problems and not self.skipped.held, problems=problems,
+                               by="rebuild")
         return self._ledger
 
     def summary(self) -> dict[str, Any]:
@@ -377,9 +378,13 @@ class LabNode:
             yield from self.store.read_feed(a)
 
     def verify(self) -> list[Problem]:
-        """Every problem in the store (empty when sound)."""
+        """Every problem in the store (empty when sound). The outcome is noted in the
+        home (:meth:`Home.record_check`)."""
         genesis = self.require_genesis()
-        return list(self.store.verify(genesis.federation_id, [lab.id for lab in genesis.labs]))
+        problems = list(self.store.verify(genesis.federation_id,
+                                          [lab.id for lab in genesis.labs]))
+        self.home.record_check(ok=not problems, problems=len(problems), by="verify")
+        return problems
 
 
 __all__ = ["FederationError", "LabNode", "NodeError", "RuleViolation"]

@@ -6,6 +6,19 @@ crash at any moment leaves either the old snapshot and position or the new ones,
 so catching up is exactly-once and resumes where it stopped. A small summary
 (digest, balances, heads) is saved beside it, so that ``disco balance`` reads a
 few bytes whatever the size of the log.
+
+Which catch-ups check the entries they apply. A catch-up from a saved position
+trusts the entries after it: this node verified each one when it stored it (at
+ingest, or when it signed it), and reading them back through the fast path is what
+keeps a node's catch-up quick. A *re-derivation* checks every entry it applies with
+the rules of ``disco verify`` (:class:`node.store.StoreCheck`: signature, chain
+link, body hash, seq) and applies none that fails, nor any later entry of that
+feed, reporting each in :attr:`LedgerProjection.skipped`. The re-derivations are
+``disco rebuild`` (:meth:`LedgerProjection.rebuild` with ``verify=True``) and a
+catch-up that starts from nothing because no saved ledger is there or it is
+damaged. Recomputing after a new fork proof, from entries this node verified when
+it stored them, trusts them as a catch-up does; so does :meth:`LedgerProjection.rebuild`
+without ``verify`` (benchmarks, tests comparing two derivations).
 """
 
 from __future__ import annotations
@@ -19,7 +32,7 @@ from typing import Any
 from federation.genesis import Genesis
 from federation.ledger import Ledger
 from node.readahead import READ_AHEAD_MIN, rows
-from node.store import FORKS, PAGE, FeedStore, is_feed
+from node.store import FORKS, PAGE, FeedStore, Problem, StoreCheck, is_feed, signatures_ok
 from protocol import canonical
 from protocol.entry import Entry, decode_stored, sha256
 from protocol.errors import ProtocolError
@@ -27,6 +40,8 @@ from protocol.errors import ProtocolError
 VIEW = "ledger"
 CHECKPOINT_EVERY = 500_000
 FIRST_PAGE = 16
+VERIFY_BATCH = 2048
+"""A verified catch-up checks the signatures of this many entries at a time."""
 
 
 RECENT = 8192
@@ -44,13 +59,31 @@ class StoreFeeds:
     """
 
     store: FeedStore
+    limit: dict[str, int] | None = None
+    """During a verified catch-up: per feed (hex), the last seq checked and sound;
+    nothing past it is served (it is served once the catch-up has checked it)."""
+    held: dict[str, int] = field(default_factory=dict)
+    """Feeds (hex) held at a seq because the next entry failed its check: nothing past
+    that seq is served."""
     _recent: dict[tuple[str, int], bytes] = field(default_factory=dict, init=False,
                                                   repr=False)
     _older: dict[tuple[str, int], bytes] = field(default_factory=dict, init=False,
                                                  repr=False)
 
+    def _top(self, author: str) -> int | None:
+        """The last seq of ``author``'s feed that may be served; None: no bound."""
+        top = self.held.get(author)
+        if self.limit is not None:
+            checked = self.limit.get(author, 0)
+            top = checked if top is None else min(top, checked)
+        return top
+
     def entry(self, author: bytes, seq: int) -> Entry | None:
         key = (author.hex(), seq)
+        if self.limit is not None or self.held:
+            top = self._top(key[0])
+            if top is not None and seq > top:
+                return None
         raw = self._recent.get(key) or self._older.get(key)
         if raw is None:
             rows = list(self.store.read_raw(author, after=seq - 1, upto=seq, page=1))
@@ -76,8 +109,12 @@ class StoreFeeds:
         # few entries before it waits again, and reading a full page on every wake
         # made catching up a log with many pending answers quadratic.
         page = FIRST_PAGE
+        top = self._top(author.hex()) if self.limit is not None or self.held else None
         while True:
-            rows = list(self.store.read_raw(author, after=seq, upto=seq + page,
+            upto = seq + page if top is None else min(seq + page, top)
+            if upto <= seq:
+                return
+            rows = list(self.store.read_raw(author, after=seq, upto=upto,
                                             page=page + 1))
             for _, raw in rows:
                 yield decode_stored(raw)
@@ -119,6 +156,31 @@ def summary_of(ledger: Ledger, position: int, state: bytes | None = None) -> dic
     }
 
 
+@dataclass
+class Skipped:
+    """What a verified catch-up did not apply: each entry that failed a check (feed,
+    seq, code, reason), and per feed held back the first seq not applied and how
+    many of its entries from there on were not applied."""
+
+    checked: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    held: dict[str, list[int]] = field(default_factory=dict)
+
+    def hold(self, author: str, seq: int) -> None:
+        """Entry ``seq`` of ``author``'s feed is not applied (nor any after it)."""
+        held = self.held.get(author)
+        if held is None:
+            self.held[author] = [seq, 1]
+        else:
+            held[1] += 1
+
+    def as_json(self) -> dict[str, Any]:
+        return {"checked": self.checked,
+                "skipped": [p.as_json() for p in self.problems],
+                "held": [{"author": a, "from_seq": s, "not_applied": n}
+                         for a, (s, n) in sorted(self.held.items())]}
+
+
 class LedgerProjection:
     """Loads, catches up and saves the ledger of one node's store."""
 
@@ -130,6 +192,8 @@ class LedgerProjection:
         self.genesis = genesis
         self.feeds = StoreFeeds(store)
         self.read_ahead_min = read_ahead_min
+        self.skipped: Skipped | None = None
+        """What the last verified catch-up skipped (None when it trusted the entries)."""
 
     def load(self) -> tuple[Ledger, int]:
         """The saved ledger and its position; a fresh one if none (or if damaged)."""
@@ -142,26 +206,34 @@ class LedgerProjection:
         return Ledger(self.genesis, self.feeds), 0
 
     def catch_up(self, ledger: Ledger | None = None, position: int = 0,
-                 checkpoint_every: int = CHECKPOINT_EVERY) -> tuple[Ledger, int]:
+                 checkpoint_every: int = CHECKPOINT_EVERY, *,
+                 verify: bool | None = None) -> tuple[Ledger, int]:
         """Feed every notification after the saved position to the ledger and save it.
 
         Saves every ``checkpoint_every`` notifications and at the end. Returns the
-        ledger and its new position.
+        ledger and its new position. ``verify`` checks each entry before applying it
+        (see the module's notes); by default only a catch-up that finds no saved
+        ledger (or a damaged one) to start from does.
         """
         try:
             with _collector_paused():
-                return self._catch_up(ledger, position, checkpoint_every)
+                return self._catch_up(ledger, position, checkpoint_every, verify)
         finally:
             self.feeds.forget()
+            self.feeds.limit = None
 
     def _catch_up(self, ledger: Ledger | None, position: int,
-                  checkpoint_every: int) -> tuple[Ledger, int]:
+                  checkpoint_every: int, verify: bool | None) -> tuple[Ledger, int]:
         if ledger is None:
             ledger, position = self.load()
+            if verify is None:
+                verify = position == 0
         frozen = {a: p.seq for a, p in self.store.fork_proofs().items()}
         if frozen != ledger.frozen:
             # A fork proof freezes a feed at seq - 1: recompute without its tail.
             ledger, position = Ledger(self.genesis, self.feeds, frozen), 0
+        if verify:
+            return self._verified_catch_up(ledger, position, checkpoint_every)
         saved = position
         since_save = 0
         feed: dict[str, bool] = {}  # is_feed of the few originators there are
@@ -189,8 +261,75 @@ class LedgerProjection:
         finally:
             notifications.close()  # stops a reader process, if any
         if new_fork:  # (its reader stopped first: the recomputation starts its own)
-            return self._catch_up(ledger, position, checkpoint_every)
+            return self._catch_up(ledger, position, checkpoint_every, False)
         if position != saved:  # (a checkpoint at the very end is not written twice)
+            self.save(ledger, position)
+        return ledger, position
+
+    def _verified_catch_up(self, ledger: Ledger, position: int,
+                           checkpoint_every: int) -> tuple[Ledger, int]:
+        """:meth:`_catch_up` applying only entries that pass :class:`StoreCheck`.
+
+        Rows are checked in order, signatures a batch at a time on every core; a
+        feed whose entry fails is held before it (``feeds.held``): the ledger never
+        reads past that entry, neither here nor when a reference wakes the feed.
+        """
+        check = StoreCheck(self.genesis.federation_id, list(self.genesis.roster),
+                           signatures=False)
+        skipped = self.skipped = Skipped()
+        feeds = self.feeds
+        feeds.held = {}
+        feeds.limit = limit = {}
+        saved = position
+        since_save = 0
+        batch: list[tuple[int, str, int, Entry | Problem | None]] = []
+        notifications = rows(self.store, position, read_ahead_min=self.read_ahead_min)
+        new_fork = False
+
+        def apply(batch: list[tuple[int, str, int, Entry | Problem | None]]) -> None:
+            nonlocal position, since_save, saved
+            entries = [found for *_, found in batch if isinstance(found, Entry)]
+            sound = iter(signatures_ok(entries))
+            for nid, originator, version, found in batch:
+                if isinstance(found, Entry) and not next(sound):
+                    found = StoreCheck.bad_signature(found)
+                if isinstance(found, Problem):
+                    skipped.problems.append(found)
+                if is_feed(originator) and originator in check.members:
+                    skipped.checked += 1
+                    if found is None or isinstance(found, Problem) or originator in feeds.held:
+                        # (None: a row after one that could not be read at all)
+                        feeds.held.setdefault(originator, version - 1)
+                        skipped.hold(originator, version)
+                    else:
+                        limit[originator] = version
+                        feeds.passing(originator, version, found.raw)
+                        ledger.receive(found)
+                position = nid
+                since_save += 1
+                if since_save >= checkpoint_every:
+                    self.save(ledger, position)
+                    saved, since_save = position, 0
+
+        try:
+            for nid, originator, version, raw in notifications:
+                if originator == FORKS:
+                    apply(batch)
+                    batch = []
+                    if any(a not in ledger.frozen for a in self.store.fork_proofs()):
+                        new_fork = True
+                        break
+                batch.append((nid, originator, version, check.row(originator, version, raw)))
+                if len(batch) >= VERIFY_BATCH:
+                    apply(batch)
+                    batch = []
+            if not new_fork:
+                apply(batch)
+        finally:
+            notifications.close()  # stops a reader process, if any
+        if new_fork:
+            return self._catch_up(ledger, position, checkpoint_every, True)
+        if position != saved:
             self.save(ledger, position)
         return ledger, position
 
@@ -199,10 +338,14 @@ class LedgerProjection:
         self.store.save_view(VIEW, position, state,
                              canonical.encode(summary_of(ledger, position, state)))
 
-    def rebuild(self) -> tuple[Ledger, int]:
-        """Recompute the ledger from nothing over the whole log, and save it."""
+    def rebuild(self, *, verify: bool = False) -> tuple[Ledger, int]:
+        """Recompute the ledger from nothing over the whole log, and save it.
+
+        ``verify`` checks every entry first and skips what fails (``disco rebuild``;
+        :attr:`skipped` says what); without it the stored entries are trusted.
+        """
         frozen = {a: p.seq for a, p in self.store.fork_proofs().items()}
-        return self.catch_up(Ledger(self.genesis, self.feeds, frozen), 0)
+        return self.catch_up(Ledger(self.genesis, self.feeds, frozen), 0, verify=verify)
 
     def summary(self) -> dict[str, Any]:
         """The saved summary, caught up first if the log has moved on."""

@@ -15,10 +15,12 @@ their writes serialised by the database.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +35,8 @@ from eventsourcing.persistence import (
 )
 
 from federation.errors import Violation
-from protocol.entry import Entry, FeedVerifier, decode_entry, short
-from protocol.errors import ProtocolError
+from protocol.entry import Entry, FeedVerifier, check_signature, decode_entry, short
+from protocol.errors import BadSignatureError, ProtocolError
 from protocol.sync import ForkProof, decode_fork_proof
 
 PAGE = 1000
@@ -362,48 +364,123 @@ class FeedStore:
     # -- verification ----------------------------------------------------------
 
     def verify(self, federation_id: bytes, roster: Sequence[bytes]) -> Iterator[Problem]:
-        """Check every stored entry: decoding, canonical form, signature, chain links,
-        seq continuity, row/entry agreement, roster membership. Streams the
+        """Check every stored entry (the rules of :class:`StoreCheck`). Streams the
         notification log once, keeping O(feeds) state; yields each problem found.
         """
-        verifiers: dict[str, FeedVerifier] = {}
-        broken: set[str] = set()
-        members = {a.hex() for a in roster}
+        check = StoreCheck(federation_id, roster)
         for _, originator, version, raw in self.notifications():
-            if originator == FORKS:
-                try:
-                    decode_fork_proof(raw)
-                except ProtocolError as e:
-                    yield Problem(originator, version, "bad-fork-proof", str(e))
-                continue
-            if not is_feed(originator) and originator.startswith(("checkpoints-", "conflicts")):
-                continue
-            if originator not in members:
-                yield Problem(originator, version, "not-in-roster",
-                              "feed of an author outside the roster")
-                continue
-            if originator in broken:
-                continue
-            v = verifiers.setdefault(
-                originator, FeedVerifier(federation_id, bytes.fromhex(originator))
-            )
+            found = check.row(originator, version, raw)
+            if isinstance(found, Problem):
+                yield found
+
+
+class StoreCheck:
+    """The checks of ``disco verify``, one stored row at a time in notification order:
+    decoding and canonical form (the body hash included), row/entry agreement,
+    roster membership, federation, seq continuity, chain link to the previous entry,
+    and the signature. O(feeds) state.
+
+    :meth:`FeedStore.verify` and a verified catch-up of the ledger (``disco
+    rebuild``, :mod:`node.projection`) both use it, so the rules exist once. With
+    ``signatures=False`` the caller checks signatures itself, in bulk
+    (:func:`signatures_ok`), and reports a bad one with :meth:`bad_signature`.
+    """
+
+    def __init__(self, federation_id: bytes, roster: Sequence[bytes], *,
+                 signatures: bool = True) -> None:
+        self.federation_id = federation_id
+        self.members = {a.hex() for a in roster}
+        self.signatures = signatures
+        self.verifiers: dict[str, FeedVerifier] = {}
+        self.broken: set[str] = set()
+
+    def row(self, originator: str, version: int, raw: bytes) -> Entry | Problem | None:
+        """The entry of a feed's row when it passes; the :data:`Problem` when it
+        fails; None for a sound row that holds no entry (a fork proof, a checkpoint)
+        and for the rows of a feed whose earlier row could not be read at all."""
+        if originator == FORKS:
             try:
-                entry = decode_entry(raw)
+                decode_fork_proof(raw)
             except ProtocolError as e:
-                yield Problem(originator, version, e.code, f"{e} (later entries unchecked)")
-                broken.add(originator)
-                continue
-            if entry.seq != version or entry.author.hex() != originator:
-                yield Problem(originator, version, "misfiled",
-                              f"row says {short(bytes.fromhex(originator))}#{version} "
-                              f"but the entry is {entry.where} (later entries unchecked)")
-                broken.add(originator)
-                continue
-            try:
+                return Problem(originator, version, "bad-fork-proof", str(e))
+            return None
+        if not is_feed(originator) and originator.startswith(("checkpoints-", "conflicts")):
+            return None
+        if originator not in self.members:
+            return Problem(originator, version, "not-in-roster",
+                           "feed of an author outside the roster")
+        if originator in self.broken:
+            return None
+        v = self.verifiers.get(originator)
+        if v is None:
+            v = self.verifiers[originator] = FeedVerifier(self.federation_id,
+                                                          bytes.fromhex(originator))
+        try:
+            entry = decode_entry(raw)
+        except ProtocolError as e:
+            self.broken.add(originator)
+            return Problem(originator, version, e.code, f"{e} (later entries unchecked)")
+        if entry.seq != version or entry.author.hex() != originator:
+            self.broken.add(originator)
+            return Problem(originator, version, "misfiled",
+                           f"row says {short(bytes.fromhex(originator))}#{version} "
+                           f"but the entry is {entry.where} (later entries unchecked)")
+        try:
+            if self.signatures:
                 v.check(entry)
-            except ProtocolError as e:
-                yield Problem(originator, version, e.code, str(e))
+            else:
+                v.check_link(entry)
                 v.advance(entry)
+        except ProtocolError as e:
+            v.advance(entry)
+            return Problem(originator, version, e.code, str(e))
+        return entry
+
+    @staticmethod
+    def bad_signature(entry: Entry) -> Problem:
+        """The problem of an entry whose signature :func:`signatures_ok` refused."""
+        try:
+            check_signature(entry)
+        except ProtocolError as e:
+            return Problem(entry.author.hex(), entry.seq, e.code, str(e))
+        raise ValueError(f"entry {entry.where}: its signature verifies")
+
+
+SIGNATURE_CHUNK = 64
+_verify_pool: ThreadPoolExecutor | None = None
+
+
+def verify_pool() -> ThreadPoolExecutor:
+    """The threads that check signatures on every core (libsodium releases the GIL)."""
+    global _verify_pool
+    if _verify_pool is None:
+        _verify_pool = ThreadPoolExecutor(min(8, os.cpu_count() or 1),
+                                          thread_name_prefix="disco-verify")
+    return _verify_pool
+
+
+def _signatures_ok(entries: Sequence[Entry]) -> list[bool]:
+    ok = []
+    for entry in entries:
+        try:
+            check_signature(entry)
+            ok.append(True)
+        except BadSignatureError:
+            ok.append(False)
+    return ok
+
+
+def signatures_ok(entries: Sequence[Entry]) -> list[bool]:
+    """Whether each entry's signature verifies, checked in chunks on every core."""
+    chunks = [entries[i:i + SIGNATURE_CHUNK] for i in range(0, len(entries), SIGNATURE_CHUNK)]
+    if len(chunks) <= 1:
+        return _signatures_ok(entries)
+    pool = verify_pool()
+    futures = [pool.submit(_signatures_ok, chunk) for chunk in chunks[1:]]
+    out = _signatures_ok(chunks[0])  # here, while the pool works on the rest
+    for future in futures:
+        out += future.result()
+    return out
 
 
 def _bytes(value: Any) -> bytes | None:

@@ -25,6 +25,7 @@ from node.cli.common import (
     open_node,
     parse_lab_id,
 )
+from node.home import Home
 from protocol import merkle
 from protocol.errors import ProtocolError
 from protocol.proofs import (
@@ -121,6 +122,9 @@ def audit(ctx: click.Context, file: Path | None, proof: Path | None, key: str | 
                 report = _audit_file(f, file.stat().st_size)
         else:
             report = _audit_home(ctx)
+            Home.open(home_path(ctx)).record_check(ok=report.ok,
+                                                   problems=len(report.violations),
+                                                   by="audit")
     except BundleError as e:
         raise Failure(str(e), EXIT_UNUSABLE) from None
     _print_report(report, as_json)

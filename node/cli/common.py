@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +33,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_FAILURE = 1
 EXIT_UNUSABLE = 2
+CHECK_MAX_AGE_DAYS = 30
+"""``status``, ``balance`` and ``serve`` warn when the store's last full check is
+older than this many days (``DISCO_CHECK_MAX_AGE_DAYS`` overrides it)."""
 
 
 class Failure(click.ClickException):
@@ -112,6 +116,7 @@ def passphrase_for(home: Home) -> bytes | None:
 
 
 def load_signer(home: Home) -> Signer:
+    home.check_key_file()  # before asking for a passphrase, as ssh does
     return home.signer(passphrase_for(home))
 
 
@@ -125,6 +130,37 @@ def open_node(ctx: click.Context, *, writer: bool = False) -> Iterator[LabNode]:
         yield node
     finally:
         node.close()
+
+
+def check_warning(home: Home, now: datetime | None = None) -> str | None:
+    """The warning that the store was never checked, not for too long, or failed its
+    last check (:meth:`Home.last_check`); None when a recent check found it sound."""
+    last = home.last_check()
+    if last is None:
+        return "this node's store has never been verified; run 'disco verify'"
+    at = datetime.strptime(last["at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    if not last["ok"]:
+        return (f"the store failed its last check ('disco {last['by']}' on "
+                f"{at:%Y-%m-%d}: {last['problems']} problem(s)); run 'disco verify' "
+                "to see them")
+    try:
+        max_age = int(os.environ.get("DISCO_CHECK_MAX_AGE_DAYS") or CHECK_MAX_AGE_DAYS)
+    except ValueError:
+        max_age = CHECK_MAX_AGE_DAYS
+    days = ((now or datetime.now(UTC)) - at).days
+    if days > max_age:
+        return (f"the store was last verified {days} days ago ({at:%Y-%m-%d}); "
+                "run 'disco verify'")
+    return None
+
+
+def warn_unchecked(home: Home) -> dict[str, Any] | None:
+    """Print :func:`check_warning` as one line on stderr, if there is one; return the
+    last check for JSON (``"verified"``: ``{"at", "ok", "problems", "by"}`` or null)."""
+    warning = check_warning(home)
+    if warning is not None:
+        click.echo(f"disco: warning: {warning}", err=True)
+    return home.last_check()
 
 
 def parse_hours(text: str) -> int:

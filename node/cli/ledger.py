@@ -24,6 +24,7 @@ from node.cli.common import (
     open_node,
     parse_amount,
     parse_lab_id,
+    warn_unchecked,
 )
 from node.cli.entries import _report
 from node.lab import LabNode
@@ -191,6 +192,7 @@ def balance(ctx: click.Context, as_json: bool) -> None:
     with open_node(ctx) as node:
         summary = node.summary()
         genesis = node.require_genesis()
+    warn_unchecked(node.home)
     table: dict[bytes, dict[str, int]] = {lab.id: dict.fromkeys(genesis.units, 0)
                                           for lab in genesis.labs}
     for lab, unit, amount in summary["balances"]:
@@ -292,13 +294,29 @@ def payout(ctx: click.Context, period: str, unit: str | None, lab: str | None,
 @click.pass_context
 @examples("  disco rebuild")
 def rebuild(ctx: click.Context, as_json: bool) -> None:
-    """Recompute the ledger projection from nothing; prints the state digest."""
+    """Recompute the ledger projection from nothing; prints the state digest.
+
+    Every entry is checked before it is applied (signature, chain link, body hash,
+    seq: what 'disco verify' checks). An entry that fails is skipped and named,
+    with the later entries of its feed; the exit code is then 1.
+    """
     with open_node(ctx) as node:
         digest = node.rebuild().digest().hex()
+        skipped = node.skipped
+    assert skipped is not None
+    report = skipped.as_json()
+    ok = not report["skipped"] and not report["held"]
     if as_json:
-        emit({"state_digest": digest})
+        emit({"state_digest": digest, "ok": ok, **report})
     else:
         click.echo(f"ledger rebuilt; state digest {digest}")
+        for p in skipped.problems:
+            click.echo(f"skipped feed {p.author} seq {p.seq}: {p.code}: {p.message}", err=True)
+        for held in report["held"]:
+            click.echo(f"held feed {held['author']} before seq {held['from_seq']}: "
+                       f"{held['not_applied']} entries not applied", err=True)
+    if not ok:
+        ctx.exit(1)
 
 
 @click.command("export-vf")

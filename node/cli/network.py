@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import aiohttp
 import click
 
-from node.cli.common import emit, examples, home_path, json_option, load_signer
+from node.cli.common import emit, examples, home_path, json_option, load_signer, warn_unchecked
 from node.client import PeerError, sync_round
 from node.home import Home
 from node.limits import Limits
@@ -70,6 +70,7 @@ def serve(ctx: click.Context, listen: str, max_connections: int, max_body: int,
     limits = Limits(max_body=max_body, body_budget=body_budget, body_timeout=body_timeout,
                     idle_timeout=idle_timeout, max_connections=max_connections)
     service = _service(ctx)
+    warn_unchecked(service.home)
     service.log = lambda line: print(line, flush=True)
     try:
         asyncio.run(run(service, host, port, limits))
@@ -194,6 +195,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     with open_node(ctx) as node:
         doc = status_of(node, peer_status(node.home))
         genesis = node.require_genesis()
+    doc["verified"] = warn_unchecked(node.home)
     if as_json:
         emit(doc)
         return
