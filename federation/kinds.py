@@ -32,8 +32,8 @@ period in a unit, the minutes of one contribution row) stays within
 -:data:`MAX_TOTAL` to :data:`MAX_TOTAL`. An entry that would take one past it is
 invalid with code ``out-of-range`` (:func:`check_total`, the one place the rule
 lives). Each such total is a sum over entries of one feed (the author's own, with
-the offers its answers reference), so the verdict is the same on every node, in
-every arrival order, and in the offline audit.
+the offers its answers and reclaims reference), so the verdict is the same on every
+node, in every arrival order, and in the offline audit.
 """
 
 from __future__ import annotations
@@ -212,8 +212,9 @@ def check_total(total: int, what: str) -> int:
     """
     if -MAX_TOTAL <= total <= MAX_TOTAL:
         return total
+    bound = f"2**{MAX_TOTAL.bit_length() - 1}"
     raise RuleViolation(OUT_OF_RANGE, f"{what} would be {total}, outside the ledger's "
-                        "range of -2**62 to 2**62")
+                        f"range of -{bound} to {bound}")
 
 
 def check_body(kind: str, body: Mapping[str, Any]) -> None:

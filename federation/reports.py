@@ -3,6 +3,15 @@
 Pure functions of a :class:`~federation.ledger.Ledger`; amounts and minutes stay
 integers. The payout is DisCO's creditflow: a period's recorded income shared among
 a LAB's members by its policy and their tracked hours.
+
+Ranges: every total a report reads from the ledger is within
+±:data:`~federation.kinds.MAX_TOTAL`. What a report computes from them (sums over
+LABs, members and months in :func:`flows`, the products of income, weights and
+minutes in :func:`payout`) is exact Python integers, never a fixed-width number: no
+sequence of entries makes a report overflow or stop. A payout's income and every
+share are within the range (the shares sum to the income); the sums :func:`flows`
+returns are not bounded by it (completed transfers add up over time), so they are
+rendered as JSON or text, never packed into the ledger's msgpack.
 """
 
 from __future__ import annotations
