@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import resource
-from collections.abc import MutableSet
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -107,7 +106,7 @@ class ConnectionCap:
     keeps it); every other connection is idle or still sending a request head.
     """
 
-    def __init__(self, server: web.Server, cap: int, busy: MutableSet[RequestHandler]
+    def __init__(self, server: web.Server, cap: int, busy: set[RequestHandler]
                  ) -> None:
         self.server = server
         self.cap = cap
