@@ -24,7 +24,7 @@ without ``verify`` (benchmarks, tests comparing two derivations).
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +32,15 @@ from typing import Any
 from federation.genesis import Genesis
 from federation.ledger import Ledger
 from node.readahead import READ_AHEAD_MIN, rows
-from node.store import FORKS, PAGE, FeedStore, Problem, StoreCheck, is_feed, signatures_ok
+from node.store import (
+    FORKS,
+    PAGE,
+    FeedStore,
+    Problem,
+    StoreCheck,
+    check_signatures,
+    is_feed,
+)
 from protocol import canonical
 from protocol.entry import Entry, decode_stored, sha256
 from protocol.errors import ProtocolError
@@ -270,9 +278,10 @@ class LedgerProjection:
                            checkpoint_every: int) -> tuple[Ledger, int]:
         """:meth:`_catch_up` applying only entries that pass :class:`StoreCheck`.
 
-        Rows are checked in order, signatures a batch at a time on every core; a
-        feed whose entry fails is held before it (``feeds.held``): the ledger never
-        reads past that entry, neither here nor when a reference wakes the feed.
+        Rows are checked in order; signatures a batch at a time on the other cores
+        while the batch before is applied here. A feed whose entry fails is held
+        before it (``feeds.held``): the ledger never reads past that entry, neither
+        here nor when a reference wakes the feed.
         """
         check = StoreCheck(self.genesis.federation_id, list(self.genesis.roster),
                            signatures=False)
@@ -282,14 +291,15 @@ class LedgerProjection:
         feeds.limit = limit = {}
         saved = position
         since_save = 0
-        batch: list[tuple[int, str, int, Entry | Problem | None]] = []
+        Batch = list[tuple[int, str, int, Entry | Problem | None]]
+        batch: Batch = []
+        waiting: tuple[Batch, Callable[[], list[bool]]] | None = None
         notifications = rows(self.store, position, read_ahead_min=self.read_ahead_min)
         new_fork = False
 
-        def apply(batch: list[tuple[int, str, int, Entry | Problem | None]]) -> None:
+        def apply(batch: Batch, signatures: Callable[[], list[bool]]) -> None:
             nonlocal position, since_save, saved
-            entries = [found for *_, found in batch if isinstance(found, Entry)]
-            sound = iter(signatures_ok(entries))
+            sound = iter(signatures())
             for nid, originator, version, found in batch:
                 if isinstance(found, Entry) and not next(sound):
                     found = StoreCheck.bad_signature(found)
@@ -311,20 +321,33 @@ class LedgerProjection:
                     self.save(ledger, position)
                     saved, since_save = position, 0
 
+        def push(batch: Batch, last: bool = False) -> None:
+            """Start checking the signatures of ``batch``; apply the batch before it
+            meanwhile (and this one too when it is the ``last`` before a pause)."""
+            nonlocal waiting
+            signatures = check_signatures([f for *_, f in batch if isinstance(f, Entry)])
+            if waiting is not None:
+                apply(*waiting)
+            waiting = None
+            if last:
+                apply(batch, signatures)
+            else:
+                waiting = (batch, signatures)
+
         try:
             for nid, originator, version, raw in notifications:
                 if originator == FORKS:
-                    apply(batch)
+                    push(batch, last=True)
                     batch = []
                     if any(a not in ledger.frozen for a in self.store.fork_proofs()):
                         new_fork = True
                         break
                 batch.append((nid, originator, version, check.row(originator, version, raw)))
                 if len(batch) >= VERIFY_BATCH:
-                    apply(batch)
+                    push(batch)
                     batch = []
             if not new_fork:
-                apply(batch)
+                push(batch, last=True)
         finally:
             notifications.close()  # stops a reader process, if any
         if new_fork:

@@ -383,7 +383,7 @@ class StoreCheck:
     :meth:`FeedStore.verify` and a verified catch-up of the ledger (``disco
     rebuild``, :mod:`node.projection`) both use it, so the rules exist once. With
     ``signatures=False`` the caller checks signatures itself, in bulk
-    (:func:`signatures_ok`), and reports a bad one with :meth:`bad_signature`.
+    (:func:`check_signatures`), and reports a bad one with :meth:`bad_signature`.
     """
 
     def __init__(self, federation_id: bytes, roster: Sequence[bytes], *,
@@ -438,7 +438,7 @@ class StoreCheck:
 
     @staticmethod
     def bad_signature(entry: Entry) -> Problem:
-        """The problem of an entry whose signature :func:`signatures_ok` refused."""
+        """The problem of an entry whose signature :func:`check_signatures` refused."""
         try:
             check_signature(entry)
         except ProtocolError as e:
@@ -470,17 +470,13 @@ def _signatures_ok(entries: Sequence[Entry]) -> list[bool]:
     return ok
 
 
-def signatures_ok(entries: Sequence[Entry]) -> list[bool]:
-    """Whether each entry's signature verifies, checked in chunks on every core."""
-    chunks = [entries[i:i + SIGNATURE_CHUNK] for i in range(0, len(entries), SIGNATURE_CHUNK)]
-    if len(chunks) <= 1:
-        return _signatures_ok(entries)
+def check_signatures(entries: Sequence[Entry]) -> Callable[[], list[bool]]:
+    """Start checking the entries' signatures, in chunks, on every core; the function
+    returned waits for them and says, for each entry, whether its signature verifies."""
     pool = verify_pool()
-    futures = [pool.submit(_signatures_ok, chunk) for chunk in chunks[1:]]
-    out = _signatures_ok(chunks[0])  # here, while the pool works on the rest
-    for future in futures:
-        out += future.result()
-    return out
+    futures = [pool.submit(_signatures_ok, entries[i:i + SIGNATURE_CHUNK])
+               for i in range(0, len(entries), SIGNATURE_CHUNK)]
+    return lambda: [ok for future in futures for ok in future.result()]
 
 
 def _bytes(value: Any) -> bytes | None:
