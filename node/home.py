@@ -11,7 +11,7 @@ Layout::
     DIR/lab.lock       held (flock) by the process appending to the LAB's own feed
     DIR/checked.json   the outcome of the last full check of the store:
                        {"at": ISO 8601 UTC, "ok": bool, "problems": int,
-                        "by": "init" | "verify" | "rebuild" | "audit"}
+                        "by": "init" | "verify" | "rebuild" | "audit" | "catch-up"}
 """
 
 from __future__ import annotations
@@ -203,7 +203,8 @@ class Home:
     def record_check(self, *, ok: bool, problems: int, by: str,
                      at: datetime | None = None) -> None:
         """Note the outcome of a full check of the store (``disco verify``, a verified
-        ``disco rebuild``, ``disco audit --home``), for :meth:`last_check`."""
+        ``disco rebuild``, ``disco audit --home``, a catch-up of the ledger from
+        nothing), for :meth:`last_check`."""
         at = at or datetime.now(UTC)
         _write_json(self.path / CHECKED, {
             "at": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "ok": ok,

@@ -320,9 +320,20 @@ class LabNode:
         projection = LedgerProjection(self.store, genesis)
         if self._ledger is None:
             self._ledger, self._position = projection.catch_up()
+            self._note_check(projection)
         elif self._position < self.store.max_notification_id():
             self._ledger, self._position = projection.catch_up(self._ledger, self._position)
         return self._ledger
+
+    def _note_check(self, projection: LedgerProjection, by: str = "catch-up") -> None:
+        """Note in the home what a catch-up that checked every entry found (one that
+        started from nothing, or a rebuild): it was a full check of the store."""
+        skipped = projection.skipped
+        if skipped is not None:
+            self.skipped = skipped
+            problems = len(skipped.problems)
+            self.home.record_check(ok=not problems and not skipped.held, problems=problems,
+                                   by=by)
 
     def rebuild(self) -> Ledger:
         """Recompute the ledger from nothing over the whole log (and save it),
@@ -331,15 +342,15 @@ class LabNode:
         (:meth:`Home.record_check`)."""
         projection = LedgerProjection(self.store, self.require_genesis())
         self._ledger, self._position = projection.rebuild(verify=True)
-        self.skipped = projection.skipped or Skipped()
-        problems = len(self.skipped.problems)
-        self.home.record_check(ok=not problems and not self.skipped.held, problems=problems,
-                               by="rebuild")
+        self._note_check(projection, "rebuild")
         return self._ledger
 
     def summary(self) -> dict[str, Any]:
         """Digest, balances and heads from the saved projection (caught up if behind)."""
-        return LedgerProjection(self.store, self.require_genesis()).summary()
+        projection = LedgerProjection(self.store, self.require_genesis())
+        summary = projection.summary()
+        self._note_check(projection)
+        return summary
 
     def resolve_ref(self, text: str) -> Ref:
         """A ref from its full text or an unambiguous prefix a person would type:

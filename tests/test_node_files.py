@@ -274,6 +274,11 @@ def test_a_catch_up_from_nothing_checks_what_it_applies(fed: Federation) -> None
         summary = node.summary()
         assert summary["balances"] == []
         assert [farm.lab_id, offer.seq - 1] in summary["heads"]
+        assert node.skipped is not None and [p.seq for p in node.skipped.problems] == [
+            offer.seq]
+    assert farm.last_check() is not None
+    assert farm.last_check()["ok"] is False  # type: ignore[index]
+    assert farm.last_check()["by"] == "catch-up"  # type: ignore[index]
     _rows_sql(farm, "UPDATE {views} SET state = ?", [b"\x00damaged"])
     with LabNode.open(farm) as node:
         assert node.ledger().balance(farm.lab_id, "JXC") == 0
@@ -309,7 +314,7 @@ def test_status_and_balance_warn_when_the_store_was_never_verified(
         cli: Cli, tmp_path: Path) -> None:
     home = make_federation(tmp_path, ["Farm", "FabLab"], NOW).homes[0].path
     assert cli("status", home=home).stderr == ""  # a new node: its empty store was sound
-    (home / CHECKED).unlink()
+    (home / CHECKED).unlink()  # (and its ledger, derived and checked, is saved by now)
     warning = ("disco: warning: this node's store has never been verified; "
                "run 'disco verify'\n")
     for args in (["status"], ["balance"], ["balance", "--json"]):
@@ -331,6 +336,7 @@ def test_status_and_balance_warn_when_the_store_was_never_verified(
 
 def test_status_and_balance_warn_when_the_last_check_is_old(cli: Cli, tmp_path: Path) -> None:
     home = make_federation(tmp_path, ["Farm", "FabLab"], NOW).homes[0].path
+    cli("status", home=home)  # (its ledger, derived and checked, is saved from now on)
     at = datetime.now(UTC) - timedelta(days=40, hours=1)
     _write_check(home, at=at.strftime("%Y-%m-%dT%H:%M:%SZ"), ok=True, problems=0,
                  by="verify")
@@ -372,6 +378,7 @@ def test_status_balance_and_serve_warn_when_the_last_check_failed(
 
 def test_an_audit_of_the_home_counts_as_a_check(cli: Cli, tmp_path: Path) -> None:
     home = make_federation(tmp_path, ["Farm", "FabLab"], NOW).homes[0].path
+    cli("status", home=home)  # (its ledger, derived and checked, is saved from now on)
     (home / CHECKED).unlink()
     cli("audit", home=home)
     assert cli("status", home=home).stderr == ""

@@ -132,6 +132,11 @@ def open_node(ctx: click.Context, *, writer: bool = False) -> Iterator[LabNode]:
         node.close()
 
 
+_CHECKS = {"init": "'disco init'", "verify": "'disco verify'", "rebuild": "'disco rebuild'",
+           "audit": "'disco audit --home'", "catch-up": "the ledger's catch-up from nothing"}
+"""How a warning names the check that :meth:`Home.record_check` noted."""
+
+
 def check_warning(home: Home, now: datetime | None = None) -> str | None:
     """The warning that the store was never checked, not for too long, or failed its
     last check (:meth:`Home.last_check`); None when a recent check found it sound."""
@@ -140,9 +145,9 @@ def check_warning(home: Home, now: datetime | None = None) -> str | None:
         return "this node's store has never been verified; run 'disco verify'"
     at = datetime.strptime(last["at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     if not last["ok"]:
-        return (f"the store failed its last check ('disco {last['by']}' on "
-                f"{at:%Y-%m-%d}: {last['problems']} problem(s)); run 'disco verify' "
-                "to see them")
+        by = _CHECKS.get(last["by"], repr(last["by"]))
+        return (f"the store failed its last check ({by} on {at:%Y-%m-%d}: "
+                f"{last['problems']} problem(s)); run 'disco verify' to see them")
     try:
         max_age = int(os.environ.get("DISCO_CHECK_MAX_AGE_DAYS") or CHECK_MAX_AGE_DAYS)
     except ValueError:
