@@ -12,7 +12,7 @@ every core, not timed). Then, in the same run:
 (c) sync: A runs as a real ``disco serve`` subprocess on 127.0.0.1 (port 0); B, in a
     child process, runs :func:`node.client.sync_round` against it until it holds all N
     entries -> entries/s; ``ratio`` = c / b, target >= 0.60 (HTTP may cost 40%);
-(d) gossip: :func:`node.gossip.plan` driven over in-memory frontiers, no sockets: 100
+(d) gossip: :func:`federation.gossip.plan` driven over in-memory frontiers, no sockets: 100
     nodes in seeded random connected 3-regular graphs, each holding only its own feed
     of K entries; each round every node syncs with each neighbour (pull, bounded as a
     real round is, and push, applied from the frontiers as they were at the start of
@@ -54,8 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._limits import image_peak_rss_mb, log, report, verify_rate
 from federation.genesis import Genesis, Lab, create_genesis, write_genesis_file
+from federation.gossip import plan
 from node.checkpoints import CheckpointBook
-from node.gossip import plan
 from node.home import Home
 from node.lab import LabNode
 from node.store import FeedStore

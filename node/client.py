@@ -16,12 +16,12 @@ from typing import Any
 
 import aiohttp
 
+from federation.gossip import first_fork, fork_window, plan
 from node.auth import sign_request
-from node.gossip import plan
 from node.service import NodeService, fork_line, now_ms
 from protocol import canonical
 from protocol.checkpoint import MAX_NOTE_SIZE
-from protocol.entry import MAX_ENTRY_SIZE, decode_entry
+from protocol.entry import MAX_ENTRY_SIZE, Entry, decode_entry
 from protocol.errors import BrokenChainError, ProtocolError
 from protocol.sync import (
     MEDIA_TYPE,
@@ -211,7 +211,8 @@ class PeerClient:
 
 async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: str
                      ) -> RoundResult:
-    """One full round with the peer at ``url``. Raises :class:`PeerError`."""
+    """One full round with the peer at ``url``, as :func:`federation.gossip.plan`
+    decides it from the two frontiers. Raises :class:`PeerError`."""
     node = service.node
     genesis = node.require_genesis()
     client = PeerClient(session, service, url)
@@ -224,10 +225,10 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
         remote, remote_forks = decode_frontier(await client.frontier(body))
     except ProtocolError as e:
         raise PeerError(f"{url}: bad frontier: {e}") from None
-    frozen = {a: p.seq for a, p in local_forks.items()}
-    todo = plan(local, remote, genesis.roster, frozen)
+    todo = plan(local, remote, genesis.roster, {a: p.seq for a, p in local_forks.items()},
+                remote_forks)
 
-    if set(remote_forks) - set(local_forks):
+    if todo.fetch_forks:
         for raw in await client.forks():
             try:
                 proof = decode_fork_proof(raw)
@@ -236,11 +237,10 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
                     service.log(fork_line(proof.author, proof.seq, "received"))
             except ProtocolError as e:
                 result.notes.append(f"bad fork proof from peer: {e}")
-    if set(local_forks) - set(remote_forks):
-        await client.push_forks([p.encode() for a, p in local_forks.items()
-                                 if a not in remote_forks])
+    if todo.give_forks:
+        await client.push_forks([local_forks[a].encode() for a in todo.give_forks])
 
-    suspects = list(todo.suspect)
+    suspects = todo.suspect
     if todo.pull:
         try:
             async for batch in client.pull(todo.pull, PULL_LIMIT):
@@ -250,9 +250,8 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
                 for proof in got.forks:
                     service.log(fork_line(proof.author, proof.seq, "detected"))
         except BrokenChainError as e:
-            # The peer's feed does not continue ours: look for a fork below.
             result.notes.append(str(e))
-            suspects += [a for a in todo.pull if a not in suspects]
+            suspects = todo.suspects_after_broken_chain()
         except ProtocolError as e:
             raise PeerError(f"{url}: sent a bad entry: {e}") from None
     for author in suspects:
@@ -267,7 +266,7 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
             await client.push([raw for _, raw in rows])
             result.pushed += len(rows)
             after = rows[-1][0]
-    if not todo.in_sync or result.pulled:
+    if todo.swap_checkpoints(result.pulled):
         await _swap_checkpoints(service, client, list(genesis.roster), result)
     result.requests = client.requests
     result.in_sync = todo.in_sync and not result.forks
@@ -295,34 +294,33 @@ async def _swap_checkpoints(service: NodeService, client: PeerClient, roster: li
 
 async def _find_fork(service: NodeService, client: PeerClient, author: bytes,
                      remote_head: tuple[int, bytes] | None) -> int:
-    """Compare the peer's entries of ``author`` with ours, newest common seq down."""
+    """Fetch the peer's entries of ``author`` below the common head, and keep the
+    fork proof of the first seq where they differ from ours (1 if new, else 0)."""
     node = service.node
-    if remote_head is None:
-        return 0
     local_seq, _ = await service.read(node.store.head, author)
-    top = min(local_seq, remote_head[0])
-    if top < 1:
+    window = fork_window(local_seq, remote_head[0]) if remote_head else None
+    if window is None:
         return 0
-    after = max(0, top - 64)
-    theirs: dict[int, bytes] = {}
+    theirs: dict[int, Entry] = {}
     try:
-        async for batch in client.pull({author: after}, top - after):
+        async for batch in client.pull({author: window[0]}, window[1]):
             for raw in batch:
                 entry = decode_entry(raw)
                 if entry.author == author:
-                    theirs[entry.seq] = raw
+                    theirs[entry.seq] = entry
     except ProtocolError as e:
         raise PeerError(f"{client.url}: sent a bad entry: {e}") from None
-    for seq in sorted(theirs):
-        ours = await service.read(node.store.get, author, seq)
-        other = decode_entry(theirs[seq])
-        if ours is not None and ours.hash != other.hash:
-            try:
-                proof = make_fork_proof(ours, other)
-            except ProtocolError:
-                return 0
-            stored = await service.write(node.store.add_fork_proof, proof)
-            if stored:
-                service.log(fork_line(author, seq, "detected"))
-            return 1 if stored else 0
-    return 0
+    ours = {e.seq: e for e in await service.read(
+        lambda: list(node.store.read_feed(author, after=window[0], upto=sum(window))))}
+    seq = first_fork({s: e.hash for s, e in ours.items()},
+                     {s: e.hash for s, e in theirs.items()})
+    if seq is None:
+        return 0
+    try:
+        proof = make_fork_proof(ours[seq], theirs[seq])
+    except ProtocolError:
+        return 0
+    if not await service.write(node.add_fork_proof, proof):
+        return 0
+    service.log(fork_line(author, seq, "detected"))
+    return 1

@@ -1,9 +1,12 @@
 """``disco serve``: run the HTTP API and the gossip schedule until SIGTERM.
 
-The scheduler only pumps the :class:`node.gossip.Gossip` object: reload the peer
-list when it changes, nudge every peer when the LAB's own feed grows (so new
-entries reach peers within a second or two), run the rounds that are due, record
-success or failure. On SIGTERM or SIGINT it stops taking requests, lets the write
+The scheduler carries out what :class:`federation.gossip.Gossip` decides: it reloads
+the peer list when it changes, nudges every peer when the LAB's own feed grows (so
+new entries reach peers within a second or two), starts the rounds that are due and
+reports how each ended. It sleeps until the schedule's next wakeup, a nudge
+(:meth:`NodeService.nudge`: a push or fork proof came in) or the next look for what
+other processes changed (``disco record``, ``disco peer add``), every
+:data:`WATCH` seconds. On SIGTERM or SIGINT it stops taking requests, lets the write
 in progress finish, and exits.
 """
 
@@ -21,31 +24,27 @@ from node.limits import BACKLOG, ConnectionCap, Limits, connection_cap
 from node.server import BUSY, make_app
 from node.service import NodeService, load_peers
 
-TICK = 0.5
+WATCH = 1.0
+"""Seconds between looks at the peer list and the own feed's head, which other
+processes (the command line) may change."""
 
 
 async def run_round(service: NodeService, session: aiohttp.ClientSession, url: str) -> None:
+    """One round with ``url``, reported to the schedule; never raises (a local failure,
+    e.g. the store busy, backs the peer off like a failing peer, never drops it)."""
     loop = asyncio.get_running_loop()
     try:
         result = await sync_round(service, session, url)
     except PeerError as e:
         service.gossip.failed(url, loop.time(), str(e))
         service.log(f"sync with {url} failed: {e}")
-    except Exception as e:  # a local failure (e.g. the store busy): retry, never drop the peer
+    except Exception as e:
         service.gossip.failed(url, loop.time(), f"{type(e).__name__}: {e}")
         service.log(f"sync with {url} failed here: {type(e).__name__}: {e}")
     else:
-        peer = service.gossip.peers.get(url)
-        # The schedule set next_due to infinity for the round; lower means a nudge came
-        # in meanwhile (new entries), which must not be lost to the regular interval.
-        nudged = peer is not None and peer.next_due != float("inf")
-        service.gossip.succeeded(url, loop.time())
-        if peer is not None:
-            peer.last_contact = time.time()
-            if nudged:
-                peer.next_due = loop.time()
+        service.gossip.succeeded(url, loop.time(), wall=time.time())
         if result.pulled or result.forks:
-            service.gossip.nudge(loop.time())  # relay what we learned
+            service.nudge()  # relay what we learned
             try:
                 await service.write(service.node.ledger)
             except Exception as e:
@@ -57,28 +56,39 @@ async def run_round(service: NodeService, session: aiohttp.ClientSession, url: s
 
 
 async def schedule(service: NodeService, stop: asyncio.Event) -> None:
-    """Run the gossip rounds until ``stop``; a failing tick (out of descriptors, the
+    """Run the gossip rounds until ``stop``; a failing look (out of descriptors, the
     store busy) is logged and retried, never the end of gossip."""
+    loop = asyncio.get_running_loop()
     running: dict[str, asyncio.Task[None]] = {}
-    watch = {"peers_mtime": -1.0, "own_head": -1}
+    watch = {"peers_mtime": -1.0, "own_head": -1, "next_look": 0.0}
     async with aiohttp.ClientSession() as session:
         while not stop.is_set():
+            service.wake.clear()
             try:
-                await _tick(service, session, running, watch)
+                if loop.time() >= watch["next_look"]:
+                    watch["next_look"] = loop.time() + WATCH
+                    await _look(service, watch)
+                for url in service.gossip.due(loop.time()):
+                    service.gossip.start(url)  # not due again until it reports back
+                    running[url] = asyncio.create_task(run_round(service, session, url))
             except Exception as e:
                 service.log(f"gossip: {type(e).__name__}: {e}; retrying")
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=TICK)
-            except TimeoutError:
-                pass
+            running = {u: t for u, t in running.items() if not t.done()}
+            now = loop.time()
+            sleep = min(service.gossip.next_wakeup(now), max(0.0, watch["next_look"] - now))
+            waiters = [asyncio.ensure_future(stop.wait()),
+                       asyncio.ensure_future(service.wake.wait())]
+            await asyncio.wait(waiters, timeout=max(sleep, 0.01),
+                               return_when=asyncio.FIRST_COMPLETED)
+            for w in waiters:
+                w.cancel()
         for task in running.values():
             task.cancel()
         await asyncio.gather(*running.values(), return_exceptions=True)
 
 
-async def _tick(service: NodeService, session: aiohttp.ClientSession,
-                running: dict[str, asyncio.Task[None]], watch: dict[str, float]) -> None:
-    loop = asyncio.get_running_loop()
+async def _look(service: NodeService, watch: dict[str, float]) -> None:
+    """What other processes changed: the peer list, the LAB's own feed."""
     try:
         mtime = (service.home.path / "peers.json").stat().st_mtime
     except OSError:
@@ -89,13 +99,8 @@ async def _tick(service: NodeService, session: aiohttp.ClientSession,
     head = (await service.read(service.node.store.head, service.node.lab_id))[0]
     if head != watch["own_head"]:
         if watch["own_head"] >= 0:
-            service.gossip.nudge(loop.time())
+            service.nudge()
         watch["own_head"] = head
-    for url in service.gossip.due(loop.time()):
-        if url not in running or running[url].done():
-            # Not due again until this round reports back.
-            service.gossip.peers[url].next_due = float("inf")
-            running[url] = asyncio.create_task(run_round(service, session, url))
 
 
 async def serve(service: NodeService, host: str, port: int, limits: Limits | None = None

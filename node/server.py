@@ -163,7 +163,7 @@ async def push(request: web.Request) -> web.StreamResponse:
     if result.stored or result.forks:
         for proof in result.forks:
             service.log(fork_line(proof.author, proof.seq, "detected"))
-        service.gossip.nudge(asyncio.get_running_loop().time())
+        service.nudge()
     return msgpack_response(canonical.encode({"stored": result.stored,
                                               "skipped": result.skipped,
                                               "forks": len(result.forks)}))
@@ -200,7 +200,7 @@ async def forks_push(request: web.Request) -> web.StreamResponse:
             held[proof.author] = proof
             new += 1
     if new:
-        service.gossip.nudge(asyncio.get_running_loop().time())  # relay the proof
+        service.nudge()  # relay the proof
     return msgpack_response(canonical.encode({"stored": new}))
 
 

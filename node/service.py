@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from federation.gossip import Gossip
 from node.auth import ReplayMemory, RequestVerifier
 from node.checkpoints import CheckpointBook
-from node.gossip import Gossip
 from node.home import Home
 from node.lab import LabNode
 from protocol.keys import Signer
@@ -71,6 +71,8 @@ class NodeService:
     peer_locks: dict[bytes, asyncio.Semaphore] = field(default_factory=dict)
     peer_labs: dict[str, bytes] = field(default_factory=dict)
     """URL -> the LAB id its node answered with (signed requests name it)."""
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the schedule changed (a nudge): the scheduler looks at once."""
     url: str | None = None
     log: Callable[[str], None] = print
 
@@ -104,6 +106,12 @@ class NodeService:
     async def write(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking write in the node's single writer thread."""
         return await asyncio.get_running_loop().run_in_executor(self.writer, fn, *args)
+
+    def nudge(self) -> None:
+        """New entries here: every healthy peer is due now; wake the scheduler.
+        Call from the event loop."""
+        self.gossip.nudge(asyncio.get_running_loop().time())
+        self.wake.set()
 
     def peer_slot(self, lab: bytes, per_peer: int = 2) -> asyncio.Semaphore:
         return self.peer_locks.setdefault(lab, asyncio.Semaphore(per_peer))
