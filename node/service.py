@@ -164,6 +164,7 @@ def status_of(node: LabNode, peers: list[dict[str, Any]]) -> dict[str, Any]:
             node.store, genesis.federation_id).conflicts()}),
         "invalid": summary["invalid"],
         "pending": summary["pending"],
+        "verified": node.home.last_check(),
     }
 
 
