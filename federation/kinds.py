@@ -44,11 +44,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-import msgpack
-
 from federation.errors import RuleViolation
-from protocol import canonical
-from protocol.entry import MAX_ENTRY_SIZE, Entry, Ref
+from protocol.entry import Entry, Ref
 from protocol.errors import ProtocolError
 
 STREAMS = ("livelihood", "love", "care")
@@ -139,45 +136,37 @@ class Schema:
     @cached_property
     def layouts(self) -> Mapping[tuple[str, ...], tuple[tuple[str, Checker], ...]]:
         """Every sorted tuple of field names a body may have (all required fields,
-        any optional ones), each with its fields' checkers in that order."""
+        any optional ones), each with its fields' checkers in the order :meth:`check`
+        runs them: required fields, then optional ones, each in schema order."""
         optional = sorted(self.optional)
         layouts = {}
         for mask in range(2 ** len(optional)):
-            names = sorted([*self.required,
-                            *(name for i, name in enumerate(optional) if mask >> i & 1)])
-            layouts[tuple(names)] = tuple((name, self.fields[name]) for name in names)
+            present = {name for i, name in enumerate(optional) if mask >> i & 1}
+            names = tuple(sorted([*self.required, *present]))
+            layouts[names] = (*self.required.items(),
+                              *((n, c) for n, c in self.optional.items() if n in present))
         return layouts
 
-    def accepts_sorted(self, body: dict[str, Any]) -> bool:
-        """True when :meth:`check` passes and the keys of ``body`` and of every map in
-        it are in sorted order. False says only: ask :meth:`check` and the canonical
-        decoder what is wrong, if anything."""
-        layout = self.layouts.get(tuple(body))  # known fields, required ones, sorted
-        if layout is None:
-            return False
-        for name, checker in layout:
-            value = body[name]
-            if checker(value) is not None or (type(value) is dict
-                                              and list(value) != sorted(value)):
-                return False
-        return True
-
     def check(self, kind: str, body: Mapping[str, Any]) -> None:
-        """Raise :class:`RuleViolation` (``bad-body``) naming the first bad field."""
-        for name in body:
-            if name not in self.required and name not in self.optional:
-                raise RuleViolation("bad-body", f"{kind}: unknown field {name!r}")
-        for name, checker in self.required.items():
-            if name not in body:
-                raise RuleViolation("bad-body", f"{kind}: missing field {name!r}")
+        """Raise :class:`RuleViolation` (``bad-body``) naming the first unknown field,
+        else the first missing one, else the first bad one (required fields first).
+
+        A body whose fields come in sorted order (a canonical body) finds its
+        fields' checkers in one look-up (:attr:`layouts`); any other takes them
+        from the schema, name by name."""
+        layout = self.layouts.get(tuple(body))
+        if layout is None:
+            for name in body:
+                if name not in self.fields:
+                    raise RuleViolation("bad-body", f"{kind}: unknown field {name!r}")
+            for name in self.required:
+                if name not in body:
+                    raise RuleViolation("bad-body", f"{kind}: missing field {name!r}")
+            layout = self.layouts[tuple(sorted(body))]
+        for name, checker in layout:
             problem = checker(body[name])
             if problem:
                 raise RuleViolation("bad-body", f"{kind}: {name}: {problem}")
-        for name, checker in self.optional.items():
-            if name in body:
-                problem = checker(body[name])
-                if problem:
-                    raise RuleViolation("bad-body", f"{kind}: {name}: {problem}")
 
 
 SCHEMAS: dict[str, Schema] = {
@@ -225,34 +214,8 @@ def check_body(kind: str, body: Mapping[str, Any]) -> None:
     schema.check(kind, body)
 
 
-def plain_body(kind: str, data: bytes) -> dict[str, Any] | None:
-    """The body ``data`` of a ``kind`` entry when it is a canonical map its schema
-    accepts (the usual case, decoded once and packed once, in C); None otherwise,
-    which says only: ask :func:`entry_body` what is wrong, if anything."""
-    schema = SCHEMAS.get(kind)
-    if schema is None or len(data) > MAX_ENTRY_SIZE:
-        return None
-    # A map the schema accepts holds only str, bin, bounded ints, refs and maps with
-    # sorted keys, which msgpack packs exactly as canonical.encode does: it is
-    # canonical iff packing it gives its bytes back.
-    try:
-        body = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (ValueError, TypeError, msgpack.UnpackException):
-        return None
-    if type(body) is dict and schema.accepts_sorted(body) and canonical.packer()(body) == data:
-        return body
-    return None
-
-
 def entry_body(entry: Entry) -> dict[str, Any] | None:
     """The entry's body, schema-checked; None when redacted. Raises RuleViolation."""
-    data = entry.body
-    if data is None:
-        return None
-    body = plain_body(entry.header.kind, data)
-    if body is not None:
-        return body
-    # Anything else: the full check, which says what is wrong (if anything).
     try:
         body = entry.fields()
     except ProtocolError as e:
@@ -280,17 +243,17 @@ class LabState:
     members: dict[str, str] = field(default_factory=dict)
     redactions: int = 0
 
-    def check(self, kind: str, body: Mapping[str, Any] | None) -> None:
-        self._check_place(kind)
-        if body is not None:
-            check_body(kind, body)
-            self._check_body_rules(kind, body)
+    def check(self, kind: str, body: Mapping[str, Any] | None, *,
+              _schema_checked: bool = False) -> None:
+        """Raise :class:`RuleViolation` unless an entry of ``kind`` with ``body``
+        (None: redacted) may come next in this feed.
 
-    def check_accepted(self, kind: str, body: Mapping[str, Any] | None) -> None:
-        """:meth:`check` for a body that :func:`check_body` has accepted (or None):
-        the same rules, without checking the schema again."""
+        ``_schema_checked`` (private): :func:`check_body` has just accepted ``body``
+        (as :func:`entry_body` does); it is not checked against its schema again."""
         self._check_place(kind)
         if body is not None:
+            if not _schema_checked:
+                check_body(kind, body)
             self._check_body_rules(kind, body)
 
     def _check_place(self, kind: str) -> None:
@@ -321,7 +284,7 @@ class LabState:
         if not self._known(body["handle"]):
             raise RuleViolation("unknown-member", f"no member {body['handle']!r} in this LAB")
 
-    def contribution_rules(self, body: Mapping[str, Any]) -> None:
+    def _contribution_recorded(self, body: Mapping[str, Any]) -> None:
         """The rules of this feed for a ``contribution.recorded`` body: its member is
         known, its ``for_lab`` is a member LAB. Raises :class:`RuleViolation`."""
         if not self._known(body["member"]):
@@ -344,33 +307,12 @@ class LabState:
             else:
                 self.members[body["handle"]] = body["name"]
 
-    def check_entry(self, entry: Entry) -> None:
-        """:meth:`check` for a received entry, decoding its body first."""
-        self.check(entry.kind, entry_body(entry))
-
-    def apply_entry(self, entry: Entry) -> None:
-        self.apply(entry.kind, entry_body(entry))
-
-    def observe(self, entry: Entry) -> RuleViolation | None:
-        """Take the next entry of the feed: apply it if valid, else return why not.
-
-        An invalid entry still occupies its seq; it just has no effect.
-        """
-        try:
-            body = entry_body(entry)
-            self.check(entry.kind, body)
-        except RuleViolation as e:
-            self.seq += 1
-            return e
-        self.apply(entry.kind, body)
-        return None
-
 
 _BODY_RULES: dict[str, Callable[[LabState, Mapping[str, Any]], None]] = {
     "lab.joined": LabState._joined,
     "member.added": LabState._member_added,
     "member.updated": LabState._member_updated,
-    "contribution.recorded": LabState.contribution_rules,
+    "contribution.recorded": LabState._contribution_recorded,
 }
 """The rules of a LAB's own feed that look at a body, by kind."""
 _NAMING = frozenset({"lab.joined", "member.added", "member.updated"})

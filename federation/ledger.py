@@ -34,13 +34,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import msgpack
-
-from federation.errors import PendingReference, RuleViolation
+from federation.errors import InvariantError, PendingReference, RuleViolation, SnapshotError
 from federation.genesis import Genesis
-from federation.kinds import LabState, check_total, entry_body, plain_body
+from federation.kinds import LabState, check_total, entry_body
 from protocol import canonical
-from protocol.entry import Entry, Ref, decode_stored, sha256, short, stored_parts
+from protocol.entry import Entry, Ref, decode_entry, sha256, short
+from protocol.errors import ProtocolError
 
 LEDGER_VERSION = 1
 OFFERED, ACCEPTED, DECLINED, RECLAIMED = "offered", "accepted", "declined", "reclaimed"
@@ -55,10 +54,6 @@ class Feeds(Protocol):
 
     def entries_after(self, author: bytes, seq: int) -> Iterator[Entry]:
         """The held entries of ``author``'s feed after ``seq``, in seq order."""
-
-
-class InvariantError(AssertionError):
-    """The zero-sum invariant does not hold: a bug, never an input problem."""
 
 
 @dataclass(slots=True)
@@ -119,35 +114,6 @@ def month_of(ts_us: int) -> str:
 
 
 Effect = Callable[[], None]
-
-PlainEntry = tuple[bytes, int, str, int, "dict[str, Any] | None", bytes]
-"""What the ledger reads of a stored entry: author, seq, kind, ts_us, its body
-(schema-checked and canonical; None when redacted) and its header bytes."""
-
-
-def plain_entry(raw: bytes) -> PlainEntry | None:
-    """The parts of a stored entry the ledger reads, when its body is plainly valid
-    (:func:`~federation.kinds.plain_body`) or redacted; None for anything else, which
-    :meth:`Ledger.receive` of the decoded entry then settles with the reason.
-
-    For entry bytes read back from a node's own store only: see
-    :func:`~protocol.entry.stored_parts`. It builds no object and hashes nothing
-    (the ledger hashes the header only for the entries a rule needs the hash of),
-    and it depends on nothing but ``raw``, so it may run in another process.
-    """
-    if type(raw) is not bytes:
-        raw = bytes(raw)
-    parts = stored_parts(raw)
-    if parts is None:
-        return None
-    hdr, _, data, header_bytes = parts
-    body = None
-    if data is not None:
-        body = plain_body(hdr[6], data)
-        if body is None:
-            return None
-    return hdr[2], hdr[3], hdr[6], hdr[5], body, header_bytes
-
 
 def _no_effect() -> None:
     """The effect of an entry that changes nothing the ledger counts."""
@@ -214,37 +180,24 @@ class Ledger:
 
     # -- feeding -------------------------------------------------------------
 
-    def receive(self, entry: Entry) -> None:
-        """Take one stored entry (any order across feeds, seq order within a feed).
+    def receive(self, entry: Entry | bytes, *, _trusted: bool = False) -> None:
+        """Take one held entry (any order across feeds, seq order within a feed): an
+        :class:`Entry`, or entry bytes, decoded here with :func:`decode_entry`
+        (which raises :class:`~protocol.errors.ProtocolError` for bad bytes).
+
+        ``_trusted`` (private, as h11's ``_parsed``): the bytes were read back from
+        the node's own store, which holds only entries that passed ``decode_entry``,
+        so they are decoded without its checks (``decode_entry(raw, _trusted=True)``).
+        The rules are the same, and so is the ledger after them.
 
         Entries already settled, or behind a pending entry of their feed, are
         ignored here: the feed is re-read through ``feeds`` when it resumes.
         """
+        if not isinstance(entry, Entry):
+            entry = decode_entry(entry, _trusted=_trusted)
         lab = self._due(entry.header.author, entry.header.seq)
         if lab is not None:
-            woken = self._settle_one(entry, lab)
-            if woken:
-                self._resume(woken)
-
-    def receive_stored(self, raw: bytes) -> None:
-        """:meth:`receive` of ``decode_stored(raw)``, for entry bytes read back from a
-        node's own store (trusted as :func:`~protocol.entry.stored_parts` says).
-
-        The same outcome, at less cost: see :func:`plain_entry`. Anything unusual (a
-        body that is not plainly valid, bytes of another layout) takes :meth:`receive`.
-        """
-        plain = plain_entry(raw)
-        if plain is None:
-            self.receive(decode_stored(raw))
-        else:
-            self.receive_plain(plain)
-
-    def receive_plain(self, plain: PlainEntry) -> None:
-        """:meth:`receive` of the stored entry that :func:`plain_entry` made ``plain``."""
-        author, seq, kind, ts_us, body, header_bytes = plain
-        lab = self._due(author, seq)
-        if lab is not None:
-            woken = self._settle(lab, seq, kind, ts_us, body, header_bytes, None)
+            woken = self._settle(entry, lab)
             if woken:
                 self._resume(woken)
 
@@ -273,7 +226,7 @@ class Ledger:
             for entry in self.feeds.entries_after(author, self.applied(author)):
                 if entry.seq != self.applied(author) + 1 or self._is_frozen(author, entry.seq):
                     break
-                work += self._settle_one(entry, self.lab(author))
+                work += self._settle(entry, self.lab(author))
                 if author in self.pending:
                     break
 
@@ -281,35 +234,15 @@ class Ledger:
         fork = self.frozen.get(author)
         return fork is not None and seq >= fork
 
-    def _settle_one(self, entry: Entry, lab: LabState) -> list[bytes]:
+    def _settle(self, entry: Entry, lab: LabState) -> list[bytes]:
         """Apply, reject or park one entry of ``lab``'s feed; return the feeds its
         settling wakes."""
         header = entry.header
+        author, seq, kind = lab.author, header.seq, header.kind
         try:
             body = entry_body(entry)  # a bad body is reported before any other rule
-        except RuleViolation as v:
-            return self._reject(lab, header.seq, v)
-        return self._settle(lab, header.seq, header.kind, header.ts_us, body,
-                            entry.header_bytes, entry.hash)
-
-    def _settle(self, lab: LabState, seq: int, kind: str, ts_us: int,
-                body: dict[str, Any] | None, header_bytes: bytes,
-                digest: bytes | None) -> list[bytes]:
-        """:meth:`_settle_one` for an entry whose body has passed its schema (or is
-        redacted). ``digest`` is the entry hash, or None to hash ``header_bytes``
-        where a rule needs it."""
-        author = lab.author
-        try:
-            if kind == "contribution.recorded" and body is not None and lab.seq:
-                # Most entries: what the general path below does for them, without
-                # its calls (the placement rules hold for a joined LAB's contribution).
-                lab.contribution_rules(body)
-                key, minutes = self._contribution(author, body, ts_us)
-                self.contributions[key] = minutes
-                lab.seq += 1
-                return self._woken(author, seq)
-            lab.check_accepted(kind, body)
-            effect = self._evaluate(author, seq, kind, body, ts_us, digest, header_bytes)
+            lab.check(kind, body, _schema_checked=True)
+            effect = self._evaluate(author, seq, kind, body, header.ts_us, entry.hash)
         except PendingReference as p:
             missing: Ref = p.missing  # type: ignore[assignment]
             self.pending[author] = (seq, missing)
@@ -344,15 +277,15 @@ class Ledger:
         an entry this ledger does not hold (an honest node does not sign that).
         """
         self.lab(author).check(kind, body)
-        self._evaluate(author, self.applied(author) + 1, kind, body, ts_us, b"\0" * 32, b"")
+        self._evaluate(author, self.applied(author) + 1, kind, body, ts_us, b"\0" * 32)
 
     def _evaluate(self, author: bytes, seq: int, kind: str, body: Mapping[str, Any] | None,
-                  ts_us: int, digest: bytes | None, header_bytes: bytes) -> Effect:
-        """Cross-feed rules for one entry; returns its effect or raises.
+                  ts_us: int, digest: bytes) -> Effect:
+        """Cross-feed rules for one entry (``digest``: its hash); returns its effect
+        or raises :class:`RuleViolation` or :class:`PendingReference`.
 
         The caller has checked the body against its kind's schema (``check_body``)
-        and the rules of the author's own feed (``LabState``). ``digest`` is the
-        entry hash, or None for the hash of ``header_bytes``.
+        and the rules of the author's own feed (``LabState``).
         """
         if body is None:
             return _no_effect
@@ -360,9 +293,9 @@ class Ledger:
             key, minutes = self._contribution(author, body, ts_us)
             return lambda: self.contributions.__setitem__(key, minutes)
         if kind == "transfer.offered":
-            return self._offer(author, seq, body, ts_us, digest or sha256(header_bytes))
+            return self._offer(author, seq, body, ts_us, digest)
         if kind in ("transfer.accepted", "transfer.declined"):
-            return self._answer(author, seq, kind, body, digest or sha256(header_bytes))
+            return self._answer(author, seq, kind, body, digest)
         if kind == "transfer.reclaimed":
             return self._reclaim(author, body)
         if kind == "contribution.acknowledged":
@@ -507,10 +440,9 @@ class Ledger:
 
     # -- the projected document, digest and snapshots ------------------------
 
-    def document(self, offers: bool = True) -> dict[str, Any]:
-        """The projected ledger as one canonical value; every list is sorted.
-        ``offers=False`` leaves out the offers (:meth:`encode` packs them itself)."""
-        doc = {
+    def document(self) -> dict[str, Any]:
+        """The projected ledger as one canonical value; every list is sorted."""
+        return {
             "version": LEDGER_VERSION,
             "federation": self.federation_id,
             "heads": sorted([a, s.seq] for a, s in self.labs.items()),
@@ -526,37 +458,11 @@ class Ledger:
             "pending": sorted([a, s, r.as_list()] for a, (s, r) in self.pending.items()),
             "redacted": self.redacted,
             "forks": sorted([a, s] for a, s in self.frozen.items()),
+            "offers": [self.offers[key].row() for key in sorted(self.offers)],
         }
-        if offers:
-            doc["offers"] = sorted(o.row() for o in self.offers.values())
-        return doc
 
     def encode(self) -> bytes:
         """Canonical bytes of :meth:`document`: the snapshot a node stores."""
-        doc = self.document(offers=False)
-        # The document holds only lists, bytes, str, ints and None, plus the weight
-        # maps of policies, whose keys come sorted from canonical bodies. Then msgpack
-        # packs it, top-level keys sorted, to exactly canonical.encode's bytes, many
-        # times faster (canonical.encode walks every value in Python). The offers,
-        # most of a large ledger, are packed one by one in key order (the order of
-        # their sorted rows) rather than first built as one list. Anything else, and
-        # any error, takes canonical.encode's path.
-        try:
-            if all(type(w) is dict and list(w) == sorted(w) for _, w, _ in doc["policies"]):
-                packer = msgpack.Packer(use_bin_type=True, autoreset=False)
-                names = sorted([*doc, "offers"])
-                packer.pack_map_header(len(names))
-                for name in names:
-                    packer.pack(name)
-                    if name != "offers":
-                        packer.pack(doc[name])
-                        continue
-                    packer.pack_array_header(len(self.offers))
-                    for key in sorted(self.offers):
-                        packer.pack(self.offers[key].row())
-                return packer.bytes()  # type: ignore[no-any-return]
-        except (OverflowError, UnicodeEncodeError, TypeError, ValueError):
-            pass
         return canonical.encode(self.document())
 
     def digest(self) -> bytes:
@@ -565,12 +471,20 @@ class Ledger:
 
     @classmethod
     def restore(cls, genesis: Genesis, feeds: Feeds, data: bytes) -> Ledger:
-        """Rebuild a ledger from :meth:`encode` bytes. Raises ``DecodeError``/``KeyError``
-        on damaged input (the caller then rebuilds from nothing)."""
+        """Rebuild a ledger from :meth:`encode` bytes. Raises :class:`SnapshotError`
+        when they are damaged or of another ledger version or federation (the caller
+        then rebuilds from nothing)."""
+        try:
+            return cls._restore(genesis, feeds, data)
+        except (ProtocolError, KeyError, TypeError, ValueError, IndexError) as e:
+            raise SnapshotError(f"ledger snapshot: {e}") from None
+
+    @classmethod
+    def _restore(cls, genesis: Genesis, feeds: Feeds, data: bytes) -> Ledger:
         doc = canonical.decode(data, max_size=2**31, what="ledger snapshot")
         ledger = cls(genesis, feeds, {a: s for a, s in doc["forks"]})
         if doc["version"] != LEDGER_VERSION or doc["federation"] != ledger.federation_id:
-            raise ValueError("snapshot of another ledger version or federation")
+            raise SnapshotError("snapshot of another ledger version or federation")
         for author, seq in doc["heads"]:
             ledger.lab(author).seq = seq
         for author, name, redactions in doc["labs"]:

@@ -9,11 +9,12 @@ few bytes whatever the size of the log.
 
 Which catch-ups check the entries they apply. A catch-up from a saved position
 trusts the entries after it: this node verified each one when it stored it (at
-ingest, or when it signed it), and reading them back through the fast path is what
-keeps a node's catch-up quick. A *re-derivation* checks every entry it applies with
-the rules of ``disco verify`` (:class:`node.store.StoreCheck`: signature, chain
-link, body hash, seq) and applies none that fails, nor any later entry of that
-feed, reporting each in :attr:`LedgerProjection.skipped`. The re-derivations are
+ingest, or when it signed it), and reading them back without checking their bytes
+again (``decode_entry(raw, _trusted=True)``) is what keeps a node's catch-up quick.
+A *re-derivation* checks every entry it applies with the rules of ``disco verify``
+(:class:`node.store.StoreCheck`: signature, chain link, body hash, seq) and applies
+none that fails, nor any later entry of that feed, reporting each in
+:attr:`LedgerProjection.skipped`. The re-derivations are
 ``disco rebuild`` (:meth:`LedgerProjection.rebuild` with ``verify=True``) and a
 catch-up that starts from nothing because no saved ledger is there or it is
 damaged. Recomputing after a new fork proof, from entries this node verified when
@@ -29,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from federation.errors import SnapshotError
 from federation.genesis import Genesis
 from federation.ledger import Ledger
 from node.readahead import READ_AHEAD_MIN, rows
@@ -42,8 +44,7 @@ from node.store import (
     is_feed,
 )
 from protocol import canonical
-from protocol.entry import Entry, decode_stored, sha256
-from protocol.errors import ProtocolError
+from protocol.entry import Entry, decode_entry, sha256
 
 VIEW = "ledger"
 CHECKPOINT_EVERY = 500_000
@@ -98,7 +99,7 @@ class StoreFeeds:
             if not rows:
                 return None
             raw = rows[0][1]
-        return decode_stored(raw)
+        return decode_entry(raw, _trusted=True)
 
     def passing(self, originator: str, version: int, raw: bytes) -> None:
         """Keep at hand ``raw``, the stored entry (originator, version) a catch-up is
@@ -125,7 +126,7 @@ class StoreFeeds:
             rows = list(self.store.read_raw(author, after=seq, upto=upto,
                                             page=page + 1))
             for _, raw in rows:
-                yield decode_stored(raw)
+                yield decode_entry(raw, _trusted=True)
             if len(rows) < page:
                 return
             seq = rows[-1][0]
@@ -209,7 +210,7 @@ class LedgerProjection:
         if state is not None:
             try:
                 return Ledger.restore(self.genesis, self.feeds, state), position
-            except (ProtocolError, KeyError, ValueError, TypeError, IndexError):
+            except SnapshotError:
                 pass  # a damaged snapshot is rebuilt from the log, which is the truth
         return Ledger(self.genesis, self.feeds), 0
 
@@ -260,7 +261,7 @@ class LedgerProjection:
                     is_a_feed = feed[originator] = is_feed(originator)
                 if is_a_feed:
                     self.feeds.passing(originator, version, raw)
-                    ledger.receive_stored(raw)
+                    ledger.receive(raw, _trusted=True)
                 position = nid
                 since_save += 1
                 if since_save >= checkpoint_every:

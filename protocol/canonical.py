@@ -41,55 +41,108 @@ MAX_DEPTH = 100
 """How deep arrays and maps may nest; a top-level array or map is depth 1."""
 
 
-def _utf8(text: str, where: str) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise LocalProtocolError(f"str at {where} is not encodable as UTF-8 ({e.reason})") from None
+class _Unfit(Exception):
+    """Internal: a value cannot be encoded. ``problem`` says why, with ``{where}``
+    standing for the path to it, which grows as the walk unwinds."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        self.path = ""
+
+    def error(self) -> LocalProtocolError:
+        return LocalProtocolError(self.problem.replace("{where}", "$" + self.path))
 
 
-def _normalise(value: Value, where: str, depth: int = 0) -> Value:
-    """Return ``value`` with maps sorted by key bytes; raise on forbidden types."""
-    if value is None or isinstance(value, (bool, bytes)):
+_PLAIN = frozenset({int, str, bytes, bool, type(None)})
+"""The scalar types msgpack packs as the rules say. (It refuses, itself, an int out
+of range and a str that is not UTF-8 encodable.)"""
+_STR = frozenset({str})
+
+
+def _fit_scalar(value: Any, where: str = "{where}") -> None:
+    """Raise :class:`_Unfit` for an int out of range or a str not UTF-8 encodable."""
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise _Unfit(f"str at {where} is not encodable as UTF-8 ({e.reason})") from None
+    elif isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
+        shown = value if value.bit_length() <= 256 else f"{value.bit_length()}-bit int"
+        raise _Unfit(f"integer out of msgpack range at {where}: {shown}")
+
+
+def _normalise(value: Value, depth: int = 0, scalars: bool = False) -> Value:
+    """``value`` with every map's keys sorted by their UTF-8 bytes, and ``value``
+    itself (no copy) wherever nothing needs to change: msgpack then packs it exactly
+    as the rules say. Raises :class:`_Unfit` for a forbidden type or nesting past
+    :data:`MAX_DEPTH`, and, with ``scalars``, for an int out of range or a str that
+    is not UTF-8 encodable (which the packer refuses anyway: :func:`encode` asks
+    only to say where).
+
+    The one walk of the encoder. Containers of plain scalars (the usual case) are
+    looked over by type in C, not value by value; str sorts by code point, which
+    for encodable text is the order of its UTF-8 bytes."""
+    t = type(value)
+    if t in _PLAIN or isinstance(value, (int, str, bytes)):  # (bool is an int)
+        if scalars:
+            _fit_scalar(value)
         return value
-    if isinstance(value, str):
-        _utf8(value, where)
-        return value
-    if isinstance(value, int):
-        if not _INT_MIN <= value <= _INT_MAX:
-            shown = value if value.bit_length() <= 256 else f"{value.bit_length()}-bit int"
-            raise LocalProtocolError(f"integer out of msgpack range at {where}: {shown}")
-        return value
-    if isinstance(value, (list, tuple, Mapping)) and depth >= MAX_DEPTH:
-        raise LocalProtocolError(f"arrays and maps nest deeper than {MAX_DEPTH} at {where}")
-    if isinstance(value, (list, tuple)):
-        return [_normalise(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if not isinstance(value, (list, tuple, Mapping)):
+        raise _Unfit(f"type {t.__name__} at {{where}} is not allowed in canonical msgpack")
+    if depth >= MAX_DEPTH:
+        raise _Unfit(f"arrays and maps nest deeper than {MAX_DEPTH} at {{where}}")
     if isinstance(value, Mapping):
-        items = []
-        for k, v in value.items():
+        return _normalise_map(value, depth + 1, scalars)
+    if not scalars and _PLAIN.issuperset(map(type, value)):
+        return value if t is list or t is tuple else list(value)
+    out = None
+    for i, v in enumerate(value):
+        try:
+            w = _normalise(v, depth + 1, scalars)
+        except _Unfit as e:
+            e.path = f"[{i}]{e.path}"
+            raise
+        if w is not v:
+            if out is None:
+                out = list(value)
+            out[i] = w
+    if out is not None:
+        return out
+    return value if t is list or t is tuple else list(value)
+
+
+def _normalise_map(value: Mapping[Any, Value], depth: int, scalars: bool) -> Value:
+    """:func:`_normalise` of a map (``depth``: of its values)."""
+    keys = list(value)
+    if not _STR.issuperset(map(type, keys)):
+        for k in keys:
             if not isinstance(k, str):
-                raise LocalProtocolError(f"map key at {where} is {type(k).__name__}, want str")
-            items.append((_utf8(k, f"{where} (a key)"), k, v))
-        items.sort()
-        return {k: _normalise(v, f"{where}.{k}", depth + 1) for _, k, v in items}
-    raise LocalProtocolError(
-        f"type {type(value).__name__} at {where} is not allowed in canonical msgpack"
-    )
-
-
-def encode(value: Value) -> bytes:
-    """Encode ``value`` canonically.
-
-    Raises :class:`LocalProtocolError` for floats, ext types, non-str map keys,
-    ints outside msgpack's range, str that is not UTF-8 encodable (lone surrogates)
-    or nesting deeper than :data:`MAX_DEPTH`.
-    """
-    return msgpack.packb(_normalise(value, "$"), use_bin_type=True)  # type: ignore[no-any-return]
+                raise _Unfit(f"map key at {{where}} is {type(k).__name__}, want str")
+    if scalars:
+        for k in keys:
+            _fit_scalar(k, "{where} (a key)")
+    ordered = sorted(keys)
+    if ordered != keys:
+        keys = ordered
+    elif type(value) is dict and not scalars and _PLAIN.issuperset(map(type, value.values())):
+        return value
+    out = {}
+    same = type(value) is dict and keys is not ordered
+    for k in keys:
+        v = value[k]
+        try:
+            w = _normalise(v, depth, scalars)
+        except _Unfit as e:
+            e.path = f".{k}{e.path}"
+            raise
+        out[k] = w
+        same = same and w is v
+    return value if same else out
 
 
 class _Packers(threading.local):
     """A msgpack packer for each thread (a packer is not thread-safe; making one for
-    each call costs as much as the packing)."""
+    each call costs as much as packing a small value)."""
 
     def __init__(self) -> None:
         self.pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True).pack
@@ -98,12 +151,24 @@ class _Packers(threading.local):
 _PACKERS = _Packers()
 
 
-def packer() -> Callable[[Any], bytes]:
-    """This thread's ``msgpack.packb(value, use_bin_type=True)``, made once per thread.
+def encode(value: Value) -> bytes:
+    """Encode ``value`` canonically.
 
-    Not a canonical encoder: it packs maps in their own key order and floats as they
-    are. For values already known to be canonical-shaped (see :func:`encode`)."""
-    return _PACKERS.pack
+    Raises :class:`LocalProtocolError` for floats, ext types, non-str map keys,
+    ints outside msgpack's range, str that is not UTF-8 encodable (lone surrogates)
+    or nesting deeper than :data:`MAX_DEPTH`, naming where (``$.key[index]``).
+    """
+    try:
+        return _PACKERS.pack(_normalise(value))
+    except _Unfit as e:
+        raise e.error() from None
+    except (OverflowError, UnicodeEncodeError) as e:
+        refused = e
+    try:  # the same walk, checking each int and str, to say which one it was
+        _normalise(value, scalars=True)
+    except _Unfit as e:
+        raise e.error() from None
+    raise LocalProtocolError(f"not encodable: {refused}") from None
 
 
 def _reject_ext(code: int, data: bytes) -> Any:

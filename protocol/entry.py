@@ -25,8 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
-
 from protocol import canonical
 from protocol.errors import (
     BadSignatureError,
@@ -36,7 +34,6 @@ from protocol.errors import (
     LocalProtocolError,
     NonCanonicalError,
     OversizeError,
-    ProtocolError,
     SchemaError,
     UnsupportedVersionError,
     WrongAuthorError,
@@ -107,7 +104,7 @@ def _header_problem(
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Header:
     """The signed part of an entry. Checks its own fields when built."""
 
@@ -119,13 +116,26 @@ class Header:
     kind: str
     body_hash: bytes
 
-    def __post_init__(self) -> None:
-        problem = _header_problem(
-            self.federation_id, self.author, self.seq, self.prev, self.ts_us,
-            self.kind, self.body_hash,
-        )
-        if problem:
-            raise LocalProtocolError(f"header: {problem}")
+    def __init__(self, federation_id: bytes, author: bytes, seq: int, prev: bytes | None,
+                 ts_us: int, kind: str, body_hash: bytes, *, _trusted: bool = False) -> None:
+        """Raises :class:`LocalProtocolError` naming the first bad field.
+
+        ``_trusted`` (private, as h11's ``_parsed``): :func:`_header_problem` has
+        already accepted these fields (:func:`decode_entry` checked them, or the
+        bytes they come from); they are not checked again."""
+        if not _trusted:
+            problem = _header_problem(federation_id, author, seq, prev, ts_us, kind,
+                                      body_hash)
+            if problem:
+                raise LocalProtocolError(f"header: {problem}")
+        _init = object.__setattr__  # (a frozen dataclass sets its fields this way)
+        _init(self, "federation_id", federation_id)
+        _init(self, "author", author)
+        _init(self, "seq", seq)
+        _init(self, "prev", prev)
+        _init(self, "ts_us", ts_us)
+        _init(self, "kind", kind)
+        _init(self, "body_hash", body_hash)
 
     def as_list(self) -> list[Any]:
         return [FORMAT_VERSION, self.federation_id, self.author, self.seq, self.prev,
@@ -133,7 +143,7 @@ class Header:
 
     def encode(self) -> bytes:
         """``packb(header)``: the bytes that are hashed and signed."""
-        return msgpack.packb(self.as_list(), use_bin_type=True)  # type: ignore[no-any-return]
+        return canonical.encode(self.as_list())
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,8 +220,9 @@ class Entry:
         """The decoded body map, or None when redacted. Raises :class:`DecodeError`."""
         if self.body is None:
             return None
-        value = _plain_canonical_map(self.body)
-        if value is None:  # the full check, which says what is wrong (if anything)
+        try:
+            value = canonical.decode(self.body, max_size=MAX_ENTRY_SIZE, what="body")
+        except DecodeError:  # again, to name the entry (only now: naming it costs)
             value = canonical.decode(self.body, max_size=MAX_ENTRY_SIZE,
                                      what=f"body of {self.where}")
         if not isinstance(value, dict):
@@ -221,51 +232,6 @@ class Entry:
     @property
     def where(self) -> str:
         return f"{short(self.header.author)}#{self.header.seq}"
-
-
-_SCALARS = frozenset({str, bytes, int, bool, type(None)})
-
-
-def _plain(value: Any, depth: int) -> bool:
-    """True when ``canonical.encode(value)`` is plainly ``msgpack.packb(value)``: only
-    canonical types, str map keys already in sorted order, shallow nesting. (Code point
-    order is UTF-8 byte order; a str that is not UTF-8 encodable fails ``packb``.)"""
-    t = type(value)
-    if t in _SCALARS:
-        return True
-    if depth >= 8:
-        return False
-    if t is list:
-        for v in value:
-            if type(v) not in _SCALARS and not _plain(v, depth + 1):
-                return False
-        return True
-    if t is dict:
-        last = None
-        for k, v in value.items():
-            if type(k) is not str or (last is not None and k <= last):
-                return False
-            last = k
-            if type(v) not in _SCALARS and not _plain(v, depth + 1):
-                return False
-        return True
-    return False
-
-
-def _plain_canonical_map(data: bytes) -> dict[str, Any] | None:
-    """``canonical.decode(data)`` when that is a map and plainly canonical, without
-    its re-encoding walk; None otherwise (the caller then runs the full check)."""
-    try:
-        value = canonical.unpack(data, max_size=MAX_ENTRY_SIZE, what="body")
-    except ProtocolError:
-        return None
-    if type(value) is not dict or not _plain(value, 1):
-        return None
-    try:
-        again = msgpack.packb(value, use_bin_type=True)
-    except (OverflowError, UnicodeEncodeError, TypeError, ValueError):
-        return None
-    return value if again == data else None
 
 
 def sign_entry(
@@ -287,7 +253,7 @@ def sign_entry(
     header = Header(federation_id, signer.public_key, seq, prev, ts_us, kind, sha256(body_bytes))
     header_bytes = header.encode()
     signature = signer.sign(SIGNING_PREFIX + header_bytes)
-    raw = msgpack.packb([header.as_list(), signature, body_bytes], use_bin_type=True)
+    raw = canonical.encode([header.as_list(), signature, body_bytes])
     if len(raw) > MAX_ENTRY_SIZE:
         raise LocalProtocolError(
             f"entry of {len(raw)} bytes exceeds the {MAX_ENTRY_SIZE}-byte limit"
@@ -295,7 +261,7 @@ def sign_entry(
     return Entry(header, signature, body_bytes, raw, sha256(header_bytes), header_bytes)
 
 
-def decode_entry(raw: bytes) -> Entry:
+def decode_entry(raw: bytes, *, _trusted: bool = False) -> Entry:
     """Decode and structurally check one entry; signatures are not checked here.
 
     Checks size, msgpack well-formedness, canonical form, the header schema and
@@ -303,147 +269,53 @@ def decode_entry(raw: bytes) -> Entry:
     Raises :class:`OversizeError`, :class:`DecodeError`, :class:`NonCanonicalError`,
     :class:`SchemaError`, :class:`UnsupportedVersionError` or
     :class:`BodyHashMismatchError`.
+
+    ``_trusted`` (private, as h11's ``_parsed``): ``raw`` has passed this function
+    before, as every entry this node stores has (the node's own store, a batch the
+    caller decoded already). It is decoded the same way into the same :class:`Entry`,
+    without checking again what only the bytes can get wrong: the canonical form,
+    the header fields and the body hash. Never pass it for bytes from elsewhere.
     """
-    raw = bytes(raw)
+    if type(raw) is not bytes:
+        raw = bytes(raw)
     if len(raw) > MAX_ENTRY_SIZE:
         raise OversizeError(f"entry is {len(raw)} bytes, limit is {MAX_ENTRY_SIZE}")
     value = canonical.unpack(raw, max_size=MAX_ENTRY_SIZE, what="entry")
-    if not isinstance(value, list) or len(value) != 3:
+    if type(value) is not list or len(value) != 3:
         raise SchemaError("entry: want [header, signature, body]")
     hdr, signature, body = value
-    if not isinstance(hdr, list) or len(hdr) != 8:
+    if type(hdr) is not list or len(hdr) != 8:
         raise SchemaError("entry header: want an array of 8 fields")
     if type(hdr[0]) is not int or hdr[0] != FORMAT_VERSION:
         raise UnsupportedVersionError(f"entry header: format version {_show(hdr[0])}, want 1")
-    if not _plainly_good_header(hdr):
+    if not _trusted:
         problem = _header_problem(*hdr[1:])
         if problem:
             raise SchemaError(f"entry header: {problem}")
-    if not isinstance(signature, bytes) or len(signature) != 64:
+    if type(signature) is not bytes or len(signature) != 64:
         raise SchemaError(f"entry {_where(hdr)}: signature must be bin 64")
-    if body is not None and not isinstance(body, bytes):
+    if body is not None and type(body) is not bytes:
         raise SchemaError(f"entry {_where(hdr)}: body must be bin or nil")
-    pack = canonical.packer()
-    header_bytes = pack(hdr)
-    # packb([hdr, signature, body]), from its parts: a 3-array, then each element
-    again = b"".join((b"\x93", header_bytes, b"\xc4\x40", signature,
-                      b"\xc0" if body is None else pack(body)))
-    if again != raw:
+    if not _trusted and canonical.encode(value) != raw:
         raise NonCanonicalError(f"entry {_where(hdr)} is not canonical msgpack")
-    header = _checked_header(hdr)
-    if body is not None and sha256(body) != header.body_hash:
+    # The header bytes (hashed and signed) are those between the array mark and the
+    # packed signature (bin 8 of 64 bytes) of these canonical bytes: a slice, no packing.
+    size = 1 if body is None else len(body) + (2 if len(body) < 0x100 else 3)
+    header_bytes = raw[1:len(raw) - size - 66]
+    header = Header(*hdr[1:], _trusted=True)  # (its fields were checked just above)
+    if not _trusted and body is not None and sha256(body) != header.body_hash:
         raise BodyHashMismatchError(f"entry {_where(hdr)}: body does not match body_hash")
-    return _entry(header, signature, body, raw, header_bytes)
-
-
-_SEQ_MAX = 2**63 - 1
-_TS_MIN, _TS_MAX = -(2**63), 2**63 - 1
-
-
-def _plainly_good_header(hdr: list[Any]) -> bool:
-    """True only when ``_header_problem(*hdr[1:])`` is None: the usual case, checked
-    with exact types and no messages. False means: ask ``_header_problem``."""
-    _, fid, author, seq, prev, ts_us, kind, body_hash = hdr
-    return (type(fid) is bytes and len(fid) == HASH_SIZE
-            and type(author) is bytes and len(author) == HASH_SIZE
-            and type(seq) is int and 1 <= seq <= _SEQ_MAX
-            and (prev is None if seq == 1 else type(prev) is bytes and len(prev) == HASH_SIZE)
-            and type(ts_us) is int and _TS_MIN <= ts_us <= _TS_MAX
-            and type(kind) is str and 0 < len(kind) <= MAX_KIND_LENGTH and _utf8_ok(kind)
-            and type(body_hash) is bytes and len(body_hash) == HASH_SIZE)
+    return Entry(header, signature, body, raw, sha256(header_bytes), header_bytes)
 
 
 def _where(hdr: list[Any]) -> str:
     return f"{short(hdr[2])}#{hdr[3]}"
 
 
-_new_object = object.__new__
-_SET_FEDERATION, _SET_AUTHOR, _SET_SEQ, _SET_PREV, _SET_TS, _SET_KIND, _SET_BODY_HASH = (
-    getattr(Header, name).__set__ for name in Header.__dataclass_fields__)  # slot setters
-
-
-def _checked_header(hdr: list[Any]) -> Header:
-    """``Header(*hdr[1:])`` for fields :func:`_header_problem` has just accepted,
-    without checking them a second time."""
-    header = _new_object(Header)
-    _SET_FEDERATION(header, hdr[1])
-    _SET_AUTHOR(header, hdr[2])
-    _SET_SEQ(header, hdr[3])
-    _SET_PREV(header, hdr[4])
-    _SET_TS(header, hdr[5])
-    _SET_KIND(header, hdr[6])
-    _SET_BODY_HASH(header, hdr[7])
-    return header
-
-
-_SET_HEADER, _SET_SIGNATURE, _SET_BODY, _SET_RAW, _SET_HASH, _SET_HEADER_BYTES = (
-    getattr(Entry, name).__set__ for name in Entry.__dataclass_fields__)  # slot setters
-_SIGNATURE_MARK = b"\xc4\x40"  # bin 8 of 64 bytes: how the signature is packed
-
-
-def stored_parts(raw: bytes) -> tuple[list[Any], bytes, bytes | None, bytes] | None:
-    """``(header fields, signature, body, header bytes)`` of canonical entry bytes,
-    unchecked; None when ``raw`` does not have the layout of an entry.
-
-    For bytes known to be canonical: an entry read back from this node's own store
-    (which holds only entries that passed :func:`decode_entry`, their signature and
-    their chain), or bytes that :func:`decode_entry` accepts. It unpacks them once and
-    checks nothing: the header bytes (hashed and signed) are the slice of ``raw``
-    between the array mark and the signature, not a re-encoding. The header fields
-    are the list ``[version, federation_id, author, seq, prev, ts_us, kind,
-    body_hash]``. For other bytes the parts mean nothing.
-    """
-    try:
-        value = msgpack.unpackb(raw, raw=False, use_list=True)
-    except (ValueError, TypeError, msgpack.UnpackException):
-        return None
-    if type(value) is not list or len(value) != 3:
-        return None
-    hdr, signature, body = value
-    if type(body) is bytes:
-        size = len(body)
-        packed_body = size + (2 if size < 0x100 else 3 if size < 0x10000 else 5)
-    elif body is None:
-        packed_body = 1
-    else:
-        return None
-    end = len(raw) - packed_body - 66  # where the packed signature starts
-    if (type(hdr) is not list or len(hdr) != 8 or hdr[0] != FORMAT_VERSION
-            or type(signature) is not bytes or len(signature) != 64
-            or raw[end:end + 2] != _SIGNATURE_MARK
-            or raw[0] != 0x93 or raw[1] != 0x98):
-        return None
-    return hdr, signature, body, raw[1:end]
-
-
 def decode_stored(raw: bytes) -> Entry:
-    """Decode an entry read back from this node's own store, trusting its bytes
-    (see :func:`stored_parts`).
-
-    Gives the same :class:`Entry` as :func:`decode_entry` for such bytes; anything
-    else takes :func:`decode_entry`, with its errors. Never use it on bytes that did
-    not come from the store.
-    """
-    raw = bytes(raw)
-    parts = stored_parts(raw)
-    if parts is None:
-        return decode_entry(raw)
-    hdr, signature, body, header_bytes = parts
-    return _entry(_checked_header(hdr), signature, body, raw, header_bytes)
-
-
-def _entry(header: Header, signature: bytes, body: bytes | None, raw: bytes,
-           header_bytes: bytes) -> Entry:
-    """``Entry(...)`` of checked parts, its hash computed, without the frozen
-    dataclass's per-field ``object.__setattr__`` calls."""
-    entry = _new_object(Entry)
-    _SET_HEADER(entry, header)
-    _SET_SIGNATURE(entry, signature)
-    _SET_BODY(entry, body)
-    _SET_RAW(entry, raw)
-    _SET_HASH(entry, sha256(header_bytes))
-    _SET_HEADER_BYTES(entry, header_bytes)
-    return entry
+    """Deprecated: ``decode_entry(raw, _trusted=True)``. Kept, outside ``__all__``,
+    only until its last caller (``node/bundle.py``) calls that instead."""
+    return decode_entry(raw, _trusted=True)
 
 
 def verifying_key(author: bytes, seq: int) -> bytes:
@@ -453,25 +325,6 @@ def verifying_key(author: bytes, seq: int) -> bytes:
     own ``key.rotated`` entries, without a change to the format or the store.
     """
     return author
-
-
-def signature_ok(raw: bytes) -> bool:
-    """True when the signature of the entry ``raw`` verifies (with
-    :func:`verifying_key`); False otherwise, or when ``raw`` has no entry's layout.
-
-    Works on the bytes alone (:func:`stored_parts`), so a worker process can check
-    a batch of entries sent as bytes: the answer holds for bytes that
-    :func:`decode_entry` accepts, and means nothing for others.
-    """
-    parts = stored_parts(raw)
-    if parts is None:
-        return False
-    hdr, signature, _, header_bytes = parts
-    try:
-        return verify_signature(verifying_key(hdr[2], hdr[3]), signature,
-                                SIGNING_PREFIX + header_bytes)
-    except (TypeError, ValueError):
-        return False
 
 
 def check_signature(entry: Entry, key: bytes | None = None) -> None:
@@ -487,7 +340,7 @@ def check_signature(entry: Entry, key: bytes | None = None) -> None:
 
 def redact(entry: Entry) -> Entry:
     """The same entry with its body dropped. Header, hash and signature still verify."""
-    raw = msgpack.packb([entry.header.as_list(), entry.signature, None], use_bin_type=True)
+    raw = canonical.encode([entry.header.as_list(), entry.signature, None])
     return Entry(entry.header, entry.signature, None, raw, entry.hash, entry.header_bytes)
 
 
@@ -541,6 +394,5 @@ class FeedVerifier:
 __all__ = [
     "FORMAT_VERSION", "HASH_SIZE", "MAX_ENTRY_SIZE", "SIGNING_PREFIX", "DecodeError",
     "Entry", "FeedVerifier", "Header", "Ref", "check_signature", "decode_entry",
-    "decode_stored", "redact", "sha256", "sign_entry", "signature_ok", "stored_parts",
-    "verifying_key",
+    "redact", "sha256", "sign_entry", "verifying_key",
 ]

@@ -877,11 +877,9 @@ def test_redaction_property(
     assert v.head_hash == feed[-1].hash
 
 
-def test_decode_stored_equals_decode_entry_for_stored_entries() -> None:
-    """The trusted decoder the ledger uses for stored entries gives exactly the same
-    Entry as the full decoder, redacted entries included."""
-    from protocol.entry import decode_stored
-
+def test_trusted_decode_equals_the_checked_decode_for_stored_entries() -> None:
+    """Decoding stored bytes without their checks (``_trusted``) gives exactly the
+    same Entry as the checked decode, redacted entries included."""
     signer = Signer.from_seed(bytes(range(32)))
     prev = None
     for seq in range(1, 40):
@@ -891,4 +889,4 @@ def test_decode_stored_equals_decode_entry_for_stored_entries() -> None:
                              "note": "x" * (seq * 11)})
         prev = e.hash
         for raw in (e.raw, redact(e).raw):
-            assert decode_stored(raw) == decode_entry(raw)
+            assert decode_entry(raw, _trusted=True) == decode_entry(raw)
