@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._limits import log, peak_rss_mb, report, sign_rate
-from federation.genesis import Lab, create_genesis, write_genesis_file
-from node.home import Home
+from federation.genesis import Lab, create_genesis
+from node.home import Home, write_genesis_file
 from node.lab import LabNode
 
 TARGET = 0.30

@@ -10,8 +10,9 @@ the ledger rules on purpose). Then, in the same run:
 
 (a) limit: the machine's single-core Ed25519 verification rate with ``cryptography``
     (bench/_limits.py), measured before and after (b): the best of the two;
-(b) the audit, in a fresh child process: ``audit_bundle(f)`` over the whole file
-    (framing, canonical form, every signature on both cores, chains, Merkle roots
+(b) the audit, in a fresh child process: ``audit_bundle(f)`` over the whole file, its
+    signatures checked by ``node.audit_workers.SignatureWorkers`` as ``disco audit``
+    does (framing, canonical form, every signature on both cores, chains, Merkle roots
     against the checkpoints, the ledger rules, the invariant) -> entries/s;
     ``ratio`` = b / a, target >= 1.6; and the child's peak RSS, target < 300 MB
     (``workers_peak_rss_mb``: the largest of the worker processes the audit forks
@@ -49,6 +50,7 @@ from bench._limits import image_peak_rss_mb, log, peak_rss_mb, report, verify_ra
 from bench.ledger import GENERATOR, LAB_NAMES, Generator, make_genesis, signers
 from federation.audit import audit_bundle
 from federation.bundle import BundleWriter
+from node.audit_workers import SignatureWorkers
 from protocol import merkle
 from protocol.checkpoint import Checkpoint, origin_for, sign_checkpoint
 from protocol.sync import frame
@@ -120,7 +122,8 @@ def child(path: str) -> dict[str, Any]:
     """The measured process: one audit of the whole bundle."""
     with open(path, "rb") as f:
         start = time.perf_counter()
-        audit = audit_bundle(f)
+        with SignatureWorkers.for_bundle(f) as workers:
+            audit = audit_bundle(f, check_signatures=workers)
         seconds = time.perf_counter() - start
     own, workers = (resource.getrusage(w) for w in (resource.RUSAGE_SELF,
                                                      resource.RUSAGE_CHILDREN))

@@ -49,11 +49,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._limits import log, peak_rss_mb, report
-from federation.genesis import Genesis, Lab, create_genesis, write_genesis_file
+from federation.genesis import Genesis, Lab, create_genesis
+from node.home import save_private_key, write_genesis_file
 from node.projection import LedgerProjection
 from node.store import FeedStore, StoreConfig
 from protocol.entry import Entry, Ref, sha256, sign_entry
-from protocol.keys import Signer, save_private_key
+from protocol.keys import Signer
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET = 0.25

@@ -53,10 +53,10 @@ import msgpack
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._limits import image_peak_rss_mb, log, report, verify_rate
-from federation.genesis import Genesis, Lab, create_genesis, write_genesis_file
+from federation.genesis import Genesis, Lab, create_genesis
 from federation.gossip import plan
 from node.checkpoints import CheckpointBook
-from node.home import Home
+from node.home import Home, write_genesis_file
 from node.lab import LabNode
 from node.store import FeedStore
 from protocol import canonical

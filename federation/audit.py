@@ -9,46 +9,60 @@ invariant. Redacted entries are counted, not faulted.
 
 The ledger re-reads entries it must revisit through an index of byte offsets, so
 a million-entry bundle is never held in memory. Signatures are checked a batch ahead
-of the ledger, in threads for a small bundle and in worker processes for a big one,
-while this thread decodes and settles the batch before.
+of the ledger by a :data:`SignatureCheck` the caller passes in (the command line's
+checks on every core: :mod:`node.audit_workers`), while this thread decodes and
+settles the batch before. This module starts no thread or process itself.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 from array import array
-from collections.abc import Callable, Iterator
-from concurrent.futures import (
-    BrokenExecutor,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-)
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import msgpack
 
-from federation.bundle import MAX_RECORD, BundleError, Record, read_record_at, read_records
-from federation.errors import GenesisError, Violation
+from federation.bundle import MAX_RECORD, Record, read_record_at, read_records
+from federation.errors import BundleError, GenesisError, InvariantError, Violation
 from federation.genesis import Genesis, decode_genesis
-from federation.ledger import InvariantError, Ledger
+from federation.ledger import Ledger
 from federation.reports import balances
 from protocol import merkle
 from protocol.checkpoint import Checkpoint, verify_checkpoint
-from protocol.entry import Entry, FeedVerifier, decode_entry, short, signature_ok
+from protocol.entry import Entry, FeedVerifier, check_signature, decode_entry, short
 from protocol.errors import ProtocolError
 from protocol.sync import decode_fork_proof
 
 BATCH = 4096
-PROCESSES_MIN_BYTES = 4 * 1024 * 1024
-"""From this bundle size on (about 14k entries), signatures are checked in forked
-worker processes rather than threads: libsodium releases the GIL, but a verifying
-thread needs it back after every signature while this thread decodes and runs the
-ledger, so threads alone leave much of the second core idle. Small bundles are not
-worth forking for."""
 MIN_READ_AHEAD = 16 * 1024
 MAX_READ_AHEAD = 256 * 1024
+
+SignatureCheck = Callable[[Sequence[bytes]], Callable[[], bytes]]
+"""Starts checking the signatures of a batch of entries (their bytes, each already
+decoded once); the function it returns waits for the outcome: one byte per entry, 1
+where its signature verifies (:func:`signatures_ok`), else 0."""
+
+
+def signatures_ok(raws: Iterable[bytes]) -> bytes:
+    """One byte per entry, 1 where its signature verifies under the feed's key
+    (``check_signature``), else 0. For entry bytes :func:`decode_entry` has accepted
+    (the audit's own batches): they are decoded again without its checks."""
+    return bytes(_signature_ok(raw) for raw in raws)
+
+
+def _signature_ok(raw: bytes) -> bool:
+    try:
+        check_signature(decode_entry(raw, _trusted=True))
+    except ProtocolError:
+        return False
+    return True
+
+
+def check_here(raws: Sequence[bytes]) -> Callable[[], bytes]:
+    """The plain :data:`SignatureCheck`: checks the batch at once, in this thread."""
+    flags = signatures_ok(raws)
+    return lambda: flags
 
 
 @dataclass
@@ -171,34 +185,14 @@ class _Batch:
 
     good: list[tuple[Record, Entry]]
     bad: list[tuple[Record, ProtocolError | IndexError]]
-    chunks: list[_Run]  # the good entries, a run per worker
-    futures: list[Future[bytes]]
-
-
-@dataclass(frozen=True)
-class _Run:
-    """A run of entries as two byte strings (cheap to send to a worker process): their
-    bytes one after another, and their lengths (``array('I')``)."""
-
-    data: bytes
-    lengths: bytes
-
-    @classmethod
-    def of(cls, raws: list[bytes]) -> _Run:
-        return cls(b"".join(raws), array("I", map(len, raws)).tobytes())
-
-    def entries(self) -> Iterator[bytes]:
-        view, at = memoryview(self.data), 0
-        for size in array("I", self.lengths):
-            yield bytes(view[at:at + size])
-            at += size
+    signed: Callable[[], bytes]  # waits for the good entries' signature flags
 
 
 class Auditor:
     """One audit run over one bundle stream (see :func:`audit_bundle`)."""
 
-    def __init__(self, f: BinaryIO, workers: int, progress: Callable[[int], None] | None
-                 ) -> None:
+    def __init__(self, f: BinaryIO, check_signatures: SignatureCheck,
+                 progress: Callable[[int], None] | None) -> None:
         self.f = f
         self.report = AuditReport()
         self.index = BundleFeeds(f)
@@ -206,9 +200,7 @@ class Auditor:
         self.ledger: Ledger | None = None
         self.frozen: dict[bytes, int] = {}
         self.feeds: dict[bytes, _Feed] = {}
-        self.pool = ThreadPoolExecutor(max(1, workers))
-        self.workers = max(1, workers)
-        self.processes = _worker_processes(f, self.workers)
+        self.check_signatures = check_signatures
         self.progress = progress
 
     def violation(self, author: bytes | str, seq: int, code: str, message: str) -> None:
@@ -218,35 +210,30 @@ class Auditor:
     def run(self) -> AuditReport:
         batch: list[Record] = []
         ahead: _Batch | None = None  # decoded, its signatures being checked
-        try:
-            for record in read_records(self.f):
-                if record.kind == "entry":
-                    batch.append(record)
-                    if len(batch) >= BATCH:
-                        ahead = self._next(ahead, batch)
-                        batch = []
-                    continue
-                if batch:
+        for record in read_records(self.f):
+            if record.kind == "entry":
+                batch.append(record)
+                if len(batch) >= BATCH:
                     ahead = self._next(ahead, batch)
                     batch = []
-                if ahead is not None:
-                    self.settle(ahead)
-                    ahead = None
-                self.other(record)
+                continue
             if batch:
                 ahead = self._next(ahead, batch)
+                batch = []
             if ahead is not None:
                 self.settle(ahead)
-        finally:
-            self.pool.shutdown()
-            if self.processes is not None:
-                self.processes.shutdown()
+                ahead = None
+            self.other(record)
+        if batch:
+            ahead = self._next(ahead, batch)
+        if ahead is not None:
+            self.settle(ahead)
         self.finish()
         return self.report
 
     def _next(self, ahead: _Batch | None, records: list[Record]) -> _Batch:
         """Start the signature checks of ``records``, then settle the batch before it
-        while they run: the pool verifies one batch as this thread settles another."""
+        while they run: the checker verifies one batch as this thread settles another."""
         batch = self.prepare(records)
         if ahead is not None:
             self.settle(ahead)
@@ -319,8 +306,7 @@ class Auditor:
                        f"at seq {proof.seq - 1}")
 
     def prepare(self, records: list[Record]) -> _Batch:
-        """Decode a batch and start checking its signatures on the pool. A worker gets
-        its run of entries as bytes (cheap to send) and checks them from the bytes."""
+        """Decode a batch and start checking its signatures (:data:`SignatureCheck`)."""
         self._genesis()
         good: list[tuple[Record, Entry]] = []
         bad: list[tuple[Record, ProtocolError | IndexError]] = []
@@ -329,18 +315,7 @@ class Auditor:
                 good.append((record, decode_entry(record.fields[0])))
             except (ProtocolError, IndexError) as e:
                 bad.append((record, e))
-        raws = [entry.raw for _, entry in good]
-        run = -(-len(raws) // self.workers) or 1
-        chunks = [_Run.of(raws[i:i + run]) for i in range(0, len(raws), run)]
-        if self.processes is not None:
-            try:
-                futures = [self.processes.submit(_signatures_ok, chunk) for chunk in chunks]
-                return _Batch(good, bad, chunks, futures)
-            except (OSError, BrokenExecutor):  # cannot fork here, or a worker died
-                self.processes.shutdown(wait=False, cancel_futures=True)
-                self.processes = None  # threads from now on
-        futures = [self.pool.submit(_signatures_ok, chunk) for chunk in chunks]
-        return _Batch(good, bad, chunks, futures)
+        return _Batch(good, bad, self.check_signatures([entry.raw for _, entry in good]))
 
     def settle(self, batch: _Batch) -> None:
         """Report a prepared batch: framing, chains, signatures, Merkle, the ledger."""
@@ -349,8 +324,7 @@ class Auditor:
             author, seq = _where(record.fields[0])
             self.violation(author, seq, "bad-entry",
                            f"entry record at byte {record.offset}: {e}")
-        signed = [flag for f, chunk in zip(batch.futures, batch.chunks, strict=True)
-                  for flag in _result(f, chunk)]
+        signed = batch.signed()
         ledger = self._ledger()
         for (record, entry), signed_ok in zip(batch.good, signed, strict=True):
             self.report.entries += 1
@@ -424,39 +398,13 @@ def _where(raw: bytes) -> tuple[bytes, int]:
     return b"", 0
 
 
-def _signatures_ok(run: _Run) -> bytes:
-    """One byte per entry of the run, 1 where its signature verifies (in a worker):
-    see ``signature_ok``."""
-    return bytes(signature_ok(raw) for raw in run.entries())
-
-
-def _result(future: Future[bytes], run: _Run) -> bytes:
-    """The flags a worker computed; computed here if the worker process died."""
-    try:
-        return future.result()
-    except BrokenExecutor:
-        return _signatures_ok(run)
-
-
-def _worker_processes(f: BinaryIO, workers: int) -> ProcessPoolExecutor | None:
-    """Worker processes for a big bundle, forked (so they import nothing and run
-    nothing of the caller's ``__main__``) before any thread of the audit starts; None
-    for a small bundle or where processes cannot be forked."""
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return None
-    position = f.tell()
-    size = f.seek(0, 2) - position
-    f.seek(position)
-    if size < PROCESSES_MIN_BYTES:
-        return None
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-
-
-def audit_bundle(f: BinaryIO, *, workers: int = 2,
+def audit_bundle(f: BinaryIO, *, check_signatures: SignatureCheck = check_here,
                  progress: Callable[[int], None] | None = None) -> AuditReport:
     """Audit the bundle in the seekable binary stream ``f``.
 
-    Returns the report (``ok`` False when any violation was found). Raises
-    :class:`BundleError` when the file is not a usable bundle.
+    ``check_signatures`` checks each batch's signatures (by default here, at once;
+    :mod:`node.audit_workers` checks them on every core, a batch ahead). Returns the
+    report (``ok`` False when any violation was found). Raises :class:`BundleError`
+    when the file is not a usable bundle.
     """
-    return Auditor(f, workers, progress).run()
+    return Auditor(f, check_signatures, progress).run()

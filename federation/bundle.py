@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 import msgpack
 
+from federation.errors import BundleError
 from protocol import canonical
 from protocol.entry import MAX_ENTRY_SIZE
 from protocol.errors import DecodeError, ProtocolError
@@ -38,10 +39,6 @@ SHAPES: dict[str, tuple[type, ...]] = {
     "entry": (bytes,), "fork": (bytes,),
 }
 """The field types of each record but ``end`` (a wrong end is reported, not raised)."""
-
-
-class BundleError(DecodeError):
-    """The file is not a usable bundle (not one, truncated, damaged framing)."""
 
 
 class BundleWriter:

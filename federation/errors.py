@@ -50,3 +50,16 @@ class PendingReference(FederationError):
     def __init__(self, missing: object, message: str) -> None:
         super().__init__(message)
         self.missing = missing
+
+
+class InvariantError(FederationError):
+    """The zero-sum invariant does not hold: a bug, never an input problem."""
+
+
+class SnapshotError(FederationError):
+    """A saved ledger snapshot is damaged, or of another ledger version or federation
+    (the caller rebuilds the ledger from the feeds instead)."""
+
+
+class BundleError(FederationError):
+    """The file is not a usable bundle (not one, truncated, damaged framing)."""

@@ -1,10 +1,11 @@
 """The genesis document: a federation's name, units, rules and founding LABs.
 
 The document is a canonical msgpack map; ``federation_id`` is the SHA-256 of its
-bytes. People see it as JSON (ids in hex); :func:`load_genesis_file` turns that JSON
-back into exactly the same map, and checks the ``federation_id`` written beside it,
-so a damaged or edited file is refused rather than silently founding another
-federation.
+bytes. People see it as JSON (ids in hex): :func:`encode_genesis_json` writes that
+text and :func:`decode_genesis_json` turns it back into exactly the same map, checking
+the ``federation_id`` written beside it, so a damaged or edited file is refused rather
+than silently founding another federation. (Reading and writing the file is the
+node's: ``node.home``.)
 
 Document (format 1)::
 
@@ -20,7 +21,6 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from federation.errors import GenesisError
@@ -185,35 +185,24 @@ def genesis_from_json(data: Mapping[str, Any]) -> Genesis:
     return genesis
 
 
-def load_genesis_file(path: Path) -> Genesis:
-    """Read a genesis file (JSON). Raises :class:`GenesisError` with one clear line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GenesisError(f"{path}: no such genesis file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise GenesisError(f"{path}: cannot read genesis file ({e})") from None
+def decode_genesis_json(text: str | bytes) -> Genesis:
+    """Parse a genesis file's text (the JSON rendering, :func:`encode_genesis_json`).
+
+    Raises :class:`GenesisError` with one clear line: not UTF-8, not JSON (naming the
+    line), not a JSON object, a missing or wrong field, or a ``federation_id`` the
+    document does not hash to.
+    """
     try:
         data = json.loads(text)
+    except UnicodeDecodeError:
+        raise GenesisError("not a genesis file (not UTF-8 text)") from None
     except json.JSONDecodeError as e:
-        raise GenesisError(
-            f"{path}: not a genesis file (invalid JSON at line {e.lineno})"
-        ) from None
+        raise GenesisError(f"not a genesis file (invalid JSON at line {e.lineno})") from None
     if not isinstance(data, dict):
-        raise GenesisError(f"{path}: not a genesis file")
-    try:
-        return genesis_from_json(data)
-    except GenesisError as e:
-        raise GenesisError(f"{path}: {e}") from None
+        raise GenesisError("not a genesis file (want a JSON object)")
+    return genesis_from_json(data)
 
 
-def write_genesis_file(path: Path, genesis: Genesis) -> None:
-    """Write the JSON rendering, refusing to overwrite. Raises :class:`GenesisError`."""
-    try:
-        with path.open("x", encoding="utf-8") as f:
-            json.dump(genesis.to_json(), f, indent=2)
-            f.write("\n")
-    except FileExistsError:
-        raise GenesisError(f"{path}: already exists; not overwriting it") from None
-    except OSError as e:
-        raise GenesisError(f"{path}: cannot write ({e.strerror})") from None
+def encode_genesis_json(genesis: Genesis) -> str:
+    """The text of a genesis file: :meth:`Genesis.to_json`, indented, one final newline."""
+    return json.dumps(genesis.to_json(), indent=2) + "\n"

@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from federation.errors import PendingReference, RuleViolation
+from federation.errors import InvariantError, PendingReference, RuleViolation, SnapshotError
 from federation.genesis import Genesis
 from federation.kinds import LabState, check_total, entry_body
 from protocol import canonical
 from protocol.entry import Entry, Ref, decode_entry, sha256, short
+from protocol.errors import ProtocolError
 
 LEDGER_VERSION = 1
 OFFERED, ACCEPTED, DECLINED, RECLAIMED = "offered", "accepted", "declined", "reclaimed"
@@ -53,10 +54,6 @@ class Feeds(Protocol):
 
     def entries_after(self, author: bytes, seq: int) -> Iterator[Entry]:
         """The held entries of ``author``'s feed after ``seq``, in seq order."""
-
-
-class InvariantError(AssertionError):
-    """The zero-sum invariant does not hold: a bug, never an input problem."""
 
 
 @dataclass(slots=True)
@@ -474,12 +471,20 @@ class Ledger:
 
     @classmethod
     def restore(cls, genesis: Genesis, feeds: Feeds, data: bytes) -> Ledger:
-        """Rebuild a ledger from :meth:`encode` bytes. Raises ``DecodeError``/``KeyError``
-        on damaged input (the caller then rebuilds from nothing)."""
+        """Rebuild a ledger from :meth:`encode` bytes. Raises :class:`SnapshotError`
+        when they are damaged or of another ledger version or federation (the caller
+        then rebuilds from nothing)."""
+        try:
+            return cls._restore(genesis, feeds, data)
+        except (ProtocolError, KeyError, TypeError, ValueError, IndexError) as e:
+            raise SnapshotError(f"ledger snapshot: {e}") from None
+
+    @classmethod
+    def _restore(cls, genesis: Genesis, feeds: Feeds, data: bytes) -> Ledger:
         doc = canonical.decode(data, max_size=2**31, what="ledger snapshot")
         ledger = cls(genesis, feeds, {a: s for a, s in doc["forks"]})
         if doc["version"] != LEDGER_VERSION or doc["federation"] != ledger.federation_id:
-            raise ValueError("snapshot of another ledger version or federation")
+            raise SnapshotError("snapshot of another ledger version or federation")
         for author, seq in doc["heads"]:
             ledger.lab(author).seq = seq
         for author, name, redactions in doc["labs"]:

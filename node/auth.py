@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from node.errors import NodeError
 from protocol.keys import Signer, verify_signature
 from protocol.sync import hash_body, request_message
 
@@ -32,7 +33,7 @@ PER_LAB_REMEMBERED = 50_000
 """Signatures remembered per sender inside the window; a member past it gets 429."""
 
 
-class AuthError(Exception):
+class AuthError(NodeError):
     """Refused request: ``status`` is 401 (unauthenticated), 403 (not allowed) or
     429 (a member sent more requests in the window than the node remembers)."""
 

@@ -18,6 +18,7 @@ import aiohttp
 
 from federation.gossip import first_fork, fork_window, plan
 from node.auth import sign_request
+from node.errors import NodeError
 from node.service import NodeService, fork_line, now_ms
 from protocol import canonical
 from protocol.checkpoint import MAX_NOTE_SIZE
@@ -42,7 +43,7 @@ SMALL_ANSWER = 4096
 """An error, a push or a fork-push answer: a short map."""
 
 
-class PeerError(Exception):
+class PeerError(NodeError):
     """A peer refused a request, could not be reached, or answered more than it may;
     the message says why."""
 

@@ -26,10 +26,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from federation.genesis import Genesis, load_genesis_file
+from federation.errors import GenesisError
+from federation.genesis import Genesis, decode_genesis_json, encode_genesis_json
+from node.errors import NodeError
 from node.store import StoreConfig
-from protocol.errors import KeyFileError
-from protocol.keys import Signer, is_encrypted_pem, load_private_key, save_private_key
+from protocol.errors import KeyFileError, PassphraseError
+from protocol.keys import Signer, is_encrypted_pem
 
 HOME_FORMAT = "disco-node/1"
 CONFIG = "node.json"
@@ -47,7 +49,7 @@ except ImportError:  # not on Windows: writers there rely on the store's retry a
     fcntl = None  # type: ignore[assignment]
 
 
-class HomeError(Exception):
+class HomeError(NodeError):
     """The home folder is missing, foreign or damaged; the message says which."""
 
 
@@ -238,3 +240,76 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
+
+
+def save_private_key(path: Path, signer: Signer, passphrase: bytes | None = None) -> None:
+    """Write the key as PEM (:meth:`Signer.to_pem`), readable by the owner only (mode
+    0600), synced to disk.
+
+    Refuses to overwrite: raises :class:`KeyFileError` if ``path`` exists or cannot
+    be created.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path}: a key file already exists; not overwriting it") from None
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot create key file: {e.strerror}") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(signer.to_pem(passphrase))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def load_private_key(path: Path, passphrase: bytes | None = None) -> Signer:
+    """Load a key saved by :func:`save_private_key` (:meth:`Signer.from_pem`).
+
+    Raises :class:`PassphraseError` when the key is encrypted and the passphrase is
+    missing or wrong, :class:`KeyFileError` when the file is missing, unreadable,
+    damaged or holds another kind of key; the message names the file.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: no key file") from None
+    except OSError as e:
+        raise KeyFileError(f"{path}: cannot read key file: {e.strerror}") from None
+    try:
+        return Signer.from_pem(data, passphrase)
+    except PassphraseError as e:
+        raise PassphraseError(f"{path}: {e}") from None
+    except KeyFileError as e:
+        raise KeyFileError(f"{path}: {e}") from None
+
+
+def load_genesis_file(path: Path) -> Genesis:
+    """Read a genesis file (:func:`~federation.genesis.decode_genesis_json`).
+
+    Raises :class:`GenesisError` with one clear line naming the file: missing,
+    unreadable, not a genesis file, or damaged.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise GenesisError(f"{path}: no such genesis file") from None
+    except OSError as e:
+        raise GenesisError(f"{path}: cannot read genesis file ({e.strerror})") from None
+    try:
+        return decode_genesis_json(data)
+    except GenesisError as e:
+        raise GenesisError(f"{path}: {e}") from None
+
+
+def write_genesis_file(path: Path, genesis: Genesis) -> None:
+    """Write the genesis file (:func:`~federation.genesis.encode_genesis_json`).
+
+    Refuses to overwrite: raises :class:`GenesisError` if ``path`` exists or cannot
+    be written.
+    """
+    try:
+        with path.open("x", encoding="utf-8") as f:
+            f.write(encode_genesis_json(genesis))
+    except FileExistsError:
+        raise GenesisError(f"{path}: already exists; not overwriting it") from None
+    except OSError as e:
+        raise GenesisError(f"{path}: cannot write ({e.strerror})") from None

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from federation.errors import FederationError, PendingReference, RuleViolation
-from federation.genesis import Genesis, load_genesis_file
+from federation.genesis import Genesis
 from federation.ledger import Ledger
-from node.home import WRITER_WAIT_S, Home
+from node.errors import NodeError
+from node.home import WRITER_WAIT_S, Home, load_genesis_file
 from node.projection import LedgerProjection, Skipped
 from node.store import SIGNATURE_CHUNK, FeedStore, Problem, SeqTaken, verify_pool
 from protocol.entry import Entry, FeedVerifier, Ref, check_signature, decode_entry, sign_entry
@@ -77,10 +78,6 @@ class IngestResult:
     stored: int
     skipped: int
     forks: list[ForkProof]
-
-
-class NodeError(Exception):
-    """A request the node refuses; the message is one line for a person."""
 
 
 @dataclass

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from federation.errors import SnapshotError
 from federation.genesis import Genesis
 from federation.ledger import Ledger
 from node.readahead import READ_AHEAD_MIN, rows
@@ -44,7 +45,6 @@ from node.store import (
 )
 from protocol import canonical
 from protocol.entry import Entry, decode_entry, sha256
-from protocol.errors import ProtocolError
 
 VIEW = "ledger"
 CHECKPOINT_EVERY = 500_000
@@ -210,7 +210,7 @@ class LedgerProjection:
         if state is not None:
             try:
                 return Ledger.restore(self.genesis, self.feeds, state), position
-            except (ProtocolError, KeyError, ValueError, TypeError, IndexError):
+            except SnapshotError:
                 pass  # a damaged snapshot is rebuilt from the log, which is the truth
         return Ledger(self.genesis, self.feeds), 0
 

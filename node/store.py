@@ -6,6 +6,10 @@
   The recorder's uniqueness on (originator, version) makes a second entry at a
   taken seq fail loudly (:class:`SeqTaken`) instead of forking the feed.
 - Reads stream in pages; nothing here loads a whole feed into memory.
+- The libraries' errors (eventsourcing's, sqlite3's) leave this module as
+  :class:`StoreError`, so no caller needs to know them; only eventsourcing's
+  ``IntegrityError`` (a taken position) reaches the direct users of
+  :attr:`FeedStore.recorder`, who handle it.
 
 SQLite (the embedded default) or PostgreSQL, chosen by :class:`StoreConfig`. The
 eventsourcing library is synchronous: async callers run these methods in a worker
@@ -21,6 +25,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +40,7 @@ from eventsourcing.persistence import (
 )
 
 from federation.errors import Violation
+from node.errors import NodeError
 from protocol.entry import Entry, FeedVerifier, check_signature, decode_entry, short
 from protocol.errors import BadSignatureError, ProtocolError
 from protocol.sync import ForkProof, decode_fork_proof
@@ -55,8 +61,46 @@ def is_feed(originator: str) -> bool:
     return len(originator) == 64 and set(originator) <= _HEX
 
 
-class StoreError(Exception):
-    """The store cannot be opened or read (missing, damaged, unreachable)."""
+class StoreError(NodeError):
+    """The store cannot be opened, read or written (missing, damaged, unreachable,
+    locked too long): the storage libraries' errors, translated."""
+
+
+_LIBRARY_ERRORS = (PersistenceError, sqlite3.Error)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Raise the storage libraries' errors in the block as :class:`StoreError`."""
+    try:
+        yield
+    except _LIBRARY_ERRORS as e:
+        raise StoreError(f"store error: {e}") from e
+
+
+class _Recorder:
+    """An eventsourcing recorder whose methods raise the libraries' errors as
+    :class:`StoreError`, but ``IntegrityError`` (a taken position: its callers
+    handle it) as it is."""
+
+    def __init__(self, recorder: ProcessRecorder) -> None:
+        self._recorder = recorder
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._recorder, name)
+        if not callable(value):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return value(*args, **kwargs)
+            except IntegrityError:
+                raise
+            except _LIBRARY_ERRORS as e:
+                raise StoreError(f"store error: {e}") from e
+
+        setattr(self, name, call)  # found directly from now on
+        return call
 
 
 class SeqTaken(StoreError):
@@ -142,7 +186,8 @@ class FeedStore:
                 if config.backend == "postgres":
                     _ensure_postgres_schema(config)
                 self.factory = InfrastructureFactory.construct(env=config.environment())
-                self.recorder: ProcessRecorder = self.factory.process_recorder()
+                self.recorder: ProcessRecorder = _Recorder(  # type: ignore[assignment]
+                    self.factory.process_recorder())
                 self._create_view_tables()
                 return
             except (StoreError, PersistenceError, OSError, sqlite3.Error) as e:
@@ -161,7 +206,8 @@ class FeedStore:
                 raise StoreError(f"cannot open the store: {e}") from None
 
     def close(self) -> None:
-        self.factory.close()
+        with _translated():
+            self.factory.close()
 
     def __enter__(self) -> FeedStore:
         return self
@@ -314,7 +360,7 @@ class FeedStore:
     def _create_view_tables(self) -> None:
         blob = "BYTEA" if self.config.backend == "postgres" else "BLOB"
         datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
-        with datastore.transaction(commit=True) as c:
+        with _translated(), datastore.transaction(commit=True) as c:
             for table, column in (("{t}", "state"), ("{s}", "summary")):
                 c.execute(self._view_sql(
                     f"CREATE TABLE IF NOT EXISTS {table} (name TEXT PRIMARY KEY, "
@@ -328,7 +374,7 @@ class FeedStore:
         the summary's, the same as the state's: they are saved together).
         """
         datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
-        with datastore.transaction(commit=False) as c:
+        with _translated(), datastore.transaction(commit=False) as c:
             c.execute(self._view_sql("SELECT pos, summary FROM {s} WHERE name=?"), [name])
             summary_row = c.fetchone()
             state_row = None
@@ -348,7 +394,7 @@ class FeedStore:
         datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
         upsert = ("INSERT INTO {t} VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
                   "pos = excluded.pos, {c} = excluded.{c} WHERE {t}.pos <= excluded.pos")
-        with datastore.transaction(commit=True) as c:
+        with _translated(), datastore.transaction(commit=True) as c:
             c.execute(self._view_sql(upsert.replace("{c}", "state")),
                       [name, position, state])
             c.execute(self._view_sql("SELECT pos FROM {t} WHERE name=?"), [name])

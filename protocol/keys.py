@@ -1,4 +1,6 @@
-"""Ed25519 keys: generate, save as PEM (mode 0600, optionally encrypted), load, sign, verify.
+"""Ed25519 keys: generate, encode as PEM (optionally encrypted) and decode, sign, verify.
+
+Only bytes here: the node reads and writes the key file (``node.home``, mode 0600).
 
 Keys are generated and stored with ``cryptography``; signatures are checked with
 libsodium (PyNaCl), which verifies about twice as fast here and releases the GIL, so
@@ -8,9 +10,7 @@ what the other signs.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import nacl.bindings
 import nacl.exceptions
@@ -54,6 +54,29 @@ class Signer:
         """The 64-byte Ed25519 signature of ``message``."""
         return self.private_key.sign(message)
 
+    @classmethod
+    def from_pem(cls, data: bytes, passphrase: bytes | None = None) -> Signer:
+        """The key in the PKCS#8 PEM ``data`` (:meth:`to_pem`).
+
+        Raises :class:`PassphraseError` when the key is encrypted and the passphrase
+        is missing or wrong, :class:`KeyFileError` when ``data`` is damaged or holds
+        another kind of key. (A passphrase for a plain key is ignored.)
+        """
+        encrypted = is_encrypted_pem(data)
+        if encrypted and not passphrase:
+            raise PassphraseError("the key is encrypted; a passphrase is needed")
+        try:
+            key = serialization.load_pem_private_key(
+                data, password=passphrase if encrypted else None
+            )
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            if encrypted:
+                raise PassphraseError("wrong passphrase (or the key file is damaged)") from None
+            raise KeyFileError("damaged key file, not a PEM private key") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise KeyFileError(f"holds a {type(key).__name__}, want an Ed25519 key")
+        return cls.from_private_key(key)
+
     def to_pem(self, passphrase: bytes | None = None) -> bytes:
         """PKCS#8 PEM, encrypted with the best available scheme when a passphrase is given."""
         enc: serialization.KeySerializationEncryption = (
@@ -81,54 +104,6 @@ def verify_signature(public_key: bytes, signature: bytes, message: bytes) -> boo
     return True
 
 
-def save_private_key(path: Path, signer: Signer, passphrase: bytes | None = None) -> None:
-    """Write the key as PEM, readable by the owner only (mode 0600).
-
-    Refuses to overwrite: raises :class:`KeyFileError` if ``path`` exists.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise KeyFileError(f"{path}: a key file already exists; not overwriting it") from None
-    except OSError as e:
-        raise KeyFileError(f"{path}: cannot create key file: {e.strerror}") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(signer.to_pem(passphrase))
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def is_encrypted_pem(data: bytes) -> bool:
     """True when ``data`` is an encrypted PKCS#8 PEM."""
     return b"-----BEGIN ENCRYPTED PRIVATE KEY-----" in data
-
-
-def load_private_key(path: Path, passphrase: bytes | None = None) -> Signer:
-    """Load a key saved by :func:`save_private_key`.
-
-    Raises :class:`PassphraseError` when the key is encrypted and the passphrase is
-    missing or wrong, :class:`KeyFileError` when the file is missing, damaged or
-    holds another kind of key.
-    """
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise KeyFileError(f"{path}: no key file") from None
-    except OSError as e:
-        raise KeyFileError(f"{path}: cannot read key file: {e.strerror}") from None
-    encrypted = is_encrypted_pem(data)
-    if encrypted and not passphrase:
-        raise PassphraseError(f"{path}: the key is encrypted; a passphrase is needed")
-    try:
-        key = serialization.load_pem_private_key(
-            data, password=passphrase if encrypted else None
-        )
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        if encrypted:
-            raise PassphraseError(
-                f"{path}: wrong passphrase (or the key file is damaged)"
-            ) from None
-        raise KeyFileError(f"{path}: damaged key file, not a PEM private key") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyFileError(f"{path}: holds a {type(key).__name__}, want an Ed25519 key")
-    return Signer.from_private_key(key)

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from federation.genesis import Genesis, Lab, create_genesis, write_genesis_file
-from node.home import Home
+from federation.genesis import Genesis, Lab, create_genesis
+from node.home import Home, write_genesis_file
 from node.lab import LabNode
 from node.store import StoreConfig
 

@@ -535,7 +535,7 @@ def _flips_missed(data: bytes, start: int, stop: int) -> list[str]:
         for bit in range(8):
             changed = _flip(data, at, bit)
             try:
-                report = audit_bundle(io.BytesIO(changed), workers=1)
+                report = audit_bundle(io.BytesIO(changed))
             except BundleError:
                 continue
             except Exception as e:  # any other exception is a failure of the auditor
@@ -588,7 +588,7 @@ def test_a_peer_checkpoint_beyond_the_entries_held_is_not_exported(tmp_path: Pat
         out = io.BytesIO()
         export_bundle(b, out, T0 + 10)
     out.seek(0)
-    report = audit_bundle(out, workers=1)
+    report = audit_bundle(out)
     assert report.ok, report.violations
     assert [f for k, f in _records(out.getvalue()) if k == "checkpoint" and f[0] == farm] \
         == [[farm, small]]

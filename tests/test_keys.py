@@ -1,10 +1,9 @@
-"""Tests of protocol.keys: generate, save, load, sign and verify Ed25519 keys."""
+"""Tests of protocol.keys: generate, encode as PEM and decode, sign and verify Ed25519
+keys. (The key file itself, mode 0600 and all: tests/test_home.py.)"""
 
 from __future__ import annotations
 
 import os
-import stat
-from pathlib import Path
 
 import nacl.signing
 import pytest
@@ -22,8 +21,6 @@ from protocol.keys import (
     SIGNATURE_SIZE,
     Signer,
     is_encrypted_pem,
-    load_private_key,
-    save_private_key,
     verify_signature,
 )
 
@@ -45,7 +42,7 @@ def pem_of(key: PrivateKeyTypes, passphrase: bytes | None = None) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
 
 
-# -- generate, save, load ----------------------------------------------------
+# -- generate, PEM ------------------------------------------------------------
 
 
 def test_generate_gives_distinct_raw_keys() -> None:
@@ -62,73 +59,50 @@ def test_from_seed_is_deterministic_and_checks_length() -> None:
             Signer.from_seed(bad)
 
 
-def test_save_load_round_trip(tmp_path: Path, signer: Signer) -> None:
-    path = tmp_path / "lab.key"
-    save_private_key(path, signer)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
-    assert not is_encrypted_pem(path.read_bytes())
-    loaded = load_private_key(path)
+def test_pem_round_trip(signer: Signer) -> None:
+    pem = signer.to_pem()
+    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert not is_encrypted_pem(pem)
+    loaded = Signer.from_pem(pem)
     assert loaded.public_key == signer.public_key
     assert verify_signature(signer.public_key, loaded.sign(MESSAGE), MESSAGE)
 
 
-def test_mode_is_0600_whatever_the_umask(tmp_path: Path, signer: Signer) -> None:
-    old = os.umask(0)
-    try:
-        save_private_key(tmp_path / "lab.key", signer)
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "lab.key").stat().st_mode) == 0o600
+def test_unencrypted_key_loads_even_when_a_passphrase_is_given(signer: Signer) -> None:
+    assert Signer.from_pem(signer.to_pem(), b"unused").public_key == signer.public_key
 
 
-def test_unencrypted_key_loads_even_when_a_passphrase_is_given(
-    tmp_path: Path, signer: Signer
-) -> None:
-    path = tmp_path / "lab.key"
-    save_private_key(path, signer)
-    assert load_private_key(path, b"unused").public_key == signer.public_key
-
-
-def test_encrypted_round_trip(tmp_path: Path, signer: Signer) -> None:
-    path = tmp_path / "lab.key"
-    save_private_key(path, signer, b"correct horse")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    data = path.read_bytes()
+def test_encrypted_round_trip(signer: Signer) -> None:
+    data = signer.to_pem(b"correct horse")
     assert is_encrypted_pem(data)
     assert signer.to_pem() not in data
-    assert load_private_key(path, b"correct horse").public_key == signer.public_key
+    assert Signer.from_pem(data, b"correct horse").public_key == signer.public_key
 
 
-def test_wrong_passphrase(tmp_path: Path, signer: Signer) -> None:
-    path = tmp_path / "lab.key"
-    save_private_key(path, signer, b"correct horse")
+def test_wrong_passphrase(signer: Signer) -> None:
     with pytest.raises(PassphraseError, match="wrong passphrase"):
-        load_private_key(path, b"battery staple")
+        Signer.from_pem(signer.to_pem(b"correct horse"), b"battery staple")
 
 
 @pytest.mark.parametrize("missing", [None, b""])
-def test_missing_passphrase(tmp_path: Path, signer: Signer, missing: bytes | None) -> None:
-    path = tmp_path / "lab.key"
-    save_private_key(path, signer, b"correct horse")
+def test_missing_passphrase(signer: Signer, missing: bytes | None) -> None:
     with pytest.raises(PassphraseError, match="passphrase is needed"):
-        load_private_key(path, missing)
+        Signer.from_pem(signer.to_pem(b"correct horse"), missing)
 
 
-def test_empty_passphrase_saves_unencrypted(tmp_path: Path, signer: Signer) -> None:
-    path = tmp_path / "lab.key"
-    save_private_key(path, signer, b"")
-    assert not is_encrypted_pem(path.read_bytes())
-    assert load_private_key(path).public_key == signer.public_key
+def test_empty_passphrase_encodes_unencrypted(signer: Signer) -> None:
+    pem = signer.to_pem(b"")
+    assert not is_encrypted_pem(pem)
+    assert Signer.from_pem(pem).public_key == signer.public_key
 
 
-# -- damaged, missing, foreign ---------------------------------------------
+# -- damaged, foreign ----------------------------------------------------------
 
 
-def only_key_file_error(path: Path, passphrase: bytes | None = None) -> KeyFileError:
-    """Load ``path`` expecting a KeyFileError that is not about the passphrase."""
+def only_key_file_error(data: bytes, passphrase: bytes | None = None) -> KeyFileError:
+    """Decode ``data`` expecting a KeyFileError that is not about the passphrase."""
     with pytest.raises(KeyFileError) as info:
-        load_private_key(path, passphrase)
+        Signer.from_pem(data, passphrase)
     assert not isinstance(info.value, PassphraseError)
     return info.value
 
@@ -145,61 +119,25 @@ def only_key_file_error(path: Path, passphrase: bytes | None = None) -> KeyFileE
         ),
     ],
 )
-def test_garbage_file(tmp_path: Path, content: bytes) -> None:
-    path = tmp_path / "lab.key"
-    path.write_bytes(content)
-    only_key_file_error(path)
+def test_garbage(content: bytes) -> None:
+    only_key_file_error(content)
 
 
-def test_truncated_pem(tmp_path: Path, signer: Signer) -> None:
+def test_truncated_pem(signer: Signer) -> None:
     pem = signer.to_pem()
-    path = tmp_path / "lab.key"
     for cut in (len(pem) // 2, len(pem) - 30, 40):
-        path.write_bytes(pem[:cut])
-        only_key_file_error(path)
+        only_key_file_error(pem[:cut])
 
 
-def test_damaged_body_of_pem(tmp_path: Path, signer: Signer) -> None:
+def test_damaged_body_of_pem(signer: Signer) -> None:
     lines = signer.to_pem().splitlines(keepends=True)
-    path = tmp_path / "lab.key"
-    path.write_bytes(lines[0] + b"AAAA" + lines[1][4:] + b"".join(lines[2:]))
-    only_key_file_error(path)
+    only_key_file_error(lines[0] + b"AAAA" + lines[1][4:] + b"".join(lines[2:]))
 
 
-def test_truncated_encrypted_pem(tmp_path: Path, signer: Signer) -> None:
+def test_truncated_encrypted_pem(signer: Signer) -> None:
     pem = signer.to_pem(b"pw")
-    path = tmp_path / "lab.key"
-    path.write_bytes(pem[: len(pem) // 2])
     with pytest.raises(KeyFileError):
-        load_private_key(path, b"pw")
-
-
-def test_missing_file(tmp_path: Path) -> None:
-    err = only_key_file_error(tmp_path / "nope.key")
-    assert "nope.key" in str(err)
-
-
-def test_directory_instead_of_file(tmp_path: Path) -> None:
-    only_key_file_error(tmp_path)
-
-
-def test_refuses_to_overwrite(tmp_path: Path, signer: Signer) -> None:
-    path = tmp_path / "lab.key"
-    path.write_bytes(b"precious")
-    with pytest.raises(KeyFileError, match="not overwriting"):
-        save_private_key(path, signer)
-    assert path.read_bytes() == b"precious"
-    other = tmp_path / "other.key"
-    save_private_key(other, signer)
-    before = other.read_bytes()
-    with pytest.raises(KeyFileError):
-        save_private_key(other, Signer.generate(), b"pw")
-    assert other.read_bytes() == before
-
-
-def test_save_into_missing_directory(tmp_path: Path, signer: Signer) -> None:
-    with pytest.raises(KeyFileError):
-        save_private_key(tmp_path / "no" / "such" / "lab.key", signer)
+        Signer.from_pem(pem[: len(pem) // 2], b"pw")
 
 
 @pytest.mark.parametrize(
@@ -210,36 +148,25 @@ def test_save_into_missing_directory(tmp_path: Path, signer: Signer) -> None:
         pytest.param(lambda: ed448.Ed448PrivateKey.generate(), id="ed448"),
     ],
 )
-def test_other_key_types(tmp_path: Path, make_key: object) -> None:
+def test_other_key_types(make_key: object) -> None:
     key: PrivateKeyTypes = make_key()  # type: ignore[operator]
-    plain, encrypted = tmp_path / "plain.key", tmp_path / "encrypted.key"
-    plain.write_bytes(pem_of(key))
-    encrypted.write_bytes(pem_of(key, b"pw"))
-    assert "Ed25519" in str(only_key_file_error(plain))
-    assert "Ed25519" in str(only_key_file_error(encrypted, b"pw"))
+    assert "Ed25519" in str(only_key_file_error(pem_of(key)))
+    assert "Ed25519" in str(only_key_file_error(pem_of(key, b"pw"), b"pw"))
 
 
-def test_traditional_openssl_rsa_pem(tmp_path: Path) -> None:
+def test_traditional_openssl_rsa_pem() -> None:
     key = rsa.generate_private_key(65537, 1024)
-    path = tmp_path / "rsa.key"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    only_key_file_error(path)
+    only_key_file_error(key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ))
 
 
-def test_public_key_pem_is_not_a_private_key(tmp_path: Path, signer: Signer) -> None:
-    path = tmp_path / "lab.pub"
-    path.write_bytes(
-        signer.private_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    only_key_file_error(path)
+def test_public_key_pem_is_not_a_private_key(signer: Signer) -> None:
+    only_key_file_error(signer.private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ))
 
 
 # -- sign and verify -------------------------------------------------------

@@ -85,7 +85,7 @@ def audit(genesis: Genesis, authors: Sequence[Author]) -> AuditReport:
     for entry in feeds(authors):
         writer.entry(entry.raw)
     writer.close()
-    return audit_bundle(io.BytesIO(out.getvalue()), workers=1)
+    return audit_bundle(io.BytesIO(out.getvalue()))
 
 
 def listed(ledger: Ledger) -> list[tuple[str, int, str, str]]:

@@ -12,6 +12,7 @@ import click
 
 from federation.audit import AuditReport, audit_bundle
 from federation.bundle import BundleError
+from node.audit_workers import SignatureWorkers
 from node.bundle import export_bundle
 from node.checkpoints import CheckpointBook, leaf_hashes
 from node.cli.common import (
@@ -82,13 +83,17 @@ def _print_report(report: AuditReport, as_json: bool) -> None:
 
 
 def _audit_file(f: BinaryIO, size: int) -> AuditReport:
-    if not sys.stderr.isatty() or size < 4 << 20:
-        return audit_bundle(f)
-    from rich.progress import Progress
+    """Audit the bundle in ``f`` with its signatures checked on every core (the
+    workers start before the progress bar's thread)."""
+    with SignatureWorkers.for_bundle(f) as workers:
+        if not sys.stderr.isatty() or size < 4 << 20:
+            return audit_bundle(f, check_signatures=workers)
+        from rich.progress import Progress
 
-    with Progress(transient=True) as progress:
-        task = progress.add_task("auditing", total=size)
-        return audit_bundle(f, progress=lambda _: progress.update(task, completed=f.tell()))
+        with Progress(transient=True) as progress:
+            task = progress.add_task("auditing", total=size)
+            return audit_bundle(f, check_signatures=workers,
+                                progress=lambda _: progress.update(task, completed=f.tell()))
 
 
 @click.command()

@@ -6,10 +6,8 @@ unusable input. A user mistake gets one line on stderr, never a traceback.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,12 +18,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from eventsourcing.persistence import PersistenceError
 
 from federation.errors import FederationError, GenesisError, RuleViolation
+from node.errors import NodeError
 from node.home import Home, HomeError
-from node.lab import LabNode, NodeError
-from node.store import StoreError
+from node.lab import LabNode
 from protocol.errors import KeyFileError, PassphraseError, ProtocolError
 from protocol.keys import Signer
 
@@ -50,7 +47,8 @@ class Failure(click.ClickException):
 
 
 def translate(error: Exception) -> Failure:
-    """The one-line failure for a library error."""
+    """The one-line failure for an error of one of the layers (``ProtocolError``,
+    ``FederationError``, ``NodeError``); re-raises anything else."""
     if isinstance(error, (HomeError, GenesisError)):
         return Failure(str(error), EXIT_UNUSABLE)
     if isinstance(error, PassphraseError):
@@ -59,10 +57,8 @@ def translate(error: Exception) -> Failure:
         return Failure(str(error), EXIT_UNUSABLE)
     if isinstance(error, RuleViolation):
         return Failure(f"refused: {error} [{error.code}]")
-    if isinstance(error, (FederationError, NodeError, StoreError, ProtocolError)):
+    if isinstance(error, (FederationError, NodeError, ProtocolError)):
         return Failure(str(error))
-    if isinstance(error, (PersistenceError, sqlite3.Error)):
-        return Failure(f"store error: {error}")
     raise error
 
 
@@ -72,8 +68,7 @@ class DiscoGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (HomeError, GenesisError, FederationError, NodeError, StoreError,
-                ProtocolError, PersistenceError, sqlite3.Error) as e:
+        except (FederationError, NodeError, ProtocolError) as e:
             raise translate(e) from None
         except OSError as e:
             raise Failure(f"{e.filename or ''}: {e.strerror}".strip(": ")) from None
@@ -200,14 +195,6 @@ def parse_amount(text: str, decimals: int) -> int:
     return int(scaled)
 
 
-def format_amount(minor: int, decimals: int) -> str:
-    sign = "-" if minor < 0 else ""
-    minor = abs(minor)
-    if decimals == 0:
-        return f"{sign}{minor}"
-    return f"{sign}{minor // 10**decimals}.{minor % 10**decimals:0{decimals}d}"
-
-
 def parse_lab_id(text: str) -> bytes:
     try:
         lab = bytes.fromhex(text.strip())
@@ -224,18 +211,6 @@ def examples(text: str) -> Callable[[F], F]:
         f.__doc__ = (f.__doc__ or "").rstrip() + "\n\n\b\nExample:\n" + text
         return f
     return deco
-
-
-def handled(f: F) -> F:
-    """For commands outside a DiscoGroup: translate library errors."""
-    @functools.wraps(f)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return f(*args, **kwargs)
-        except (HomeError, GenesisError, FederationError, NodeError, StoreError,
-                ProtocolError, PersistenceError, sqlite3.Error) as e:
-            raise translate(e) from None
-    return wrapper  # type: ignore[return-value]
 
 
 def run_main(group: click.Group, args: list[str] | None = None) -> None:

@@ -13,12 +13,11 @@ from rich.table import Table
 
 from federation import reports
 from federation.kinds import PERIOD
-from federation.valueflows import write_jsonld
+from federation.valueflows import amount_text, write_jsonld
 from node.cli.common import (
     Failure,
     emit,
     examples,
-    format_amount,
     json_option,
     now_us,
     open_node,
@@ -204,7 +203,7 @@ def balance(ctx: click.Context, as_json: bool) -> None:
     out = Table("LAB", *genesis.units, title="Balances")
     for lab, units in table.items():
         out.add_row(genesis.lab_name(lab),
-                    *(format_amount(units.get(u, 0), d) for u, d in genesis.units.items()))
+                    *(amount_text(units.get(u, 0), d) for u, d in genesis.units.items()))
     _console().print(out)
 
 
@@ -225,7 +224,7 @@ def transfers(ctx: click.Context, pending: bool, as_json: bool) -> None:
     for r in rows:
         out.add_row(r["ref"][:8] + ":" + r["ref"].split(":")[1], genesis.lab_name(r["from"]),
                     genesis.lab_name(r["to"]),
-                    f"{format_amount(r['amount'], genesis.units[r['unit']])} {r['unit']}",
+                    f"{amount_text(r['amount'], genesis.units[r['unit']])} {r['unit']}",
                     r["state"])
     _console().print(out)
 
@@ -255,7 +254,7 @@ def flows(ctx: click.Context, period: str | None, by: str, as_json: bool) -> Non
     moved = Table("from", "to", "amount", title="Completed transfers")
     for t in report["transfers"]:
         moved.add_row(genesis.lab_name(t["from"]), genesis.lab_name(t["to"]),
-                      f"{format_amount(t['amount'], genesis.units[t['unit']])} {t['unit']}")
+                      f"{amount_text(t['amount'], genesis.units[t['unit']])} {t['unit']}")
     _console().print(moved)
 
 
@@ -278,14 +277,14 @@ def payout(ctx: click.Context, period: str, unit: str | None, lab: str | None,
     if as_json:
         emit(result.as_json())
         return
-    click.echo(f"Income {format_amount(result.income, decimals)} {unit} for {period}; "
+    click.echo(f"Income {amount_text(result.income, decimals)} {unit} for {period}; "
                f"weights {json.dumps(dict(result.weights))}, care ratio {result.care_ratio}%")
     click.echo(f"Formula: {result.formula}")
     out = Table("member", "livelihood h", "love h", "care h", f"share {unit}")
     for member, amount in result.shares.items():
         m = result.minutes.get(member, {})
         out.add_row(member, *(f"{m.get(s, 0) / 60:.2f}" for s in ("livelihood", "love", "care")),
-                    format_amount(amount, decimals))
+                    amount_text(amount, decimals))
     _console().print(out)
 
 

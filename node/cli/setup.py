@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from federation.genesis import Lab, create_genesis, write_genesis_file
+from federation.genesis import Lab, create_genesis
 from node.cli.common import (
     EXIT_UNUSABLE,
     Failure,
@@ -20,7 +20,7 @@ from node.cli.common import (
     parse_amount,
     parse_lab_id,
 )
-from node.home import Home
+from node.home import Home, write_genesis_file
 
 
 @click.command()
