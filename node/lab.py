@@ -19,12 +19,13 @@ from typing import Any
 
 from federation.errors import FederationError, PendingReference, RuleViolation
 from federation.genesis import Genesis
+from federation.intake import Intake, Verdict
 from federation.ledger import Ledger
 from node.errors import NodeError
 from node.home import WRITER_WAIT_S, Home, load_genesis_file
 from node.projection import LedgerProjection, Skipped
 from node.store import SIGNATURE_CHUNK, FeedStore, Problem, SeqTaken, verify_pool
-from protocol.entry import Entry, FeedVerifier, Ref, check_signature, decode_entry, sign_entry
+from protocol.entry import Entry, Ref, check_signature, decode_entry, sign_entry
 from protocol.errors import BadSignatureError, WrongAuthorError, WrongFederationError
 from protocol.keys import Signer
 from protocol.sync import ForkProof, make_fork_proof
@@ -236,13 +237,10 @@ class LabNode:
         Raises a ``RemoteProtocolError`` subclass naming the first bad entry.
         """
         genesis = self.require_genesis()
-        roster = genesis.roster
-        fid = genesis.federation_id
         frozen = {a: p.seq for a, p in self.store.fork_proofs().items()}
-        verifiers: dict[bytes, FeedVerifier] = {}
-        todo: list[Entry] = []
+        intake = Intake(genesis.roster, genesis.federation_id, frozen, self.store.head,
+                        self.store.get)
         forks: list[ForkProof] = []
-        skipped = 0
         # Signatures are checked on every core while decoding goes on; whatever this
         # raises, the first bad signature before it is raised instead, as an
         # entry-by-entry check would.
@@ -251,45 +249,21 @@ class LabNode:
         try:
             for raw in raws:
                 entry = decode_entry(raw)
-                if entry.author not in roster:
-                    raise WrongAuthorError(f"entry {entry.where}: author is not a member LAB")
-                if entry.header.federation_id != fid:
-                    raise WrongFederationError(f"entry {entry.where}: another federation's entry")
-                if entry.author in frozen and entry.seq >= frozen[entry.author]:
-                    skipped += 1
-                    continue
-                v = verifiers.get(entry.author)
-                if v is None:
-                    seq, head = self.store.head(entry.author)
-                    v = verifiers[entry.author] = FeedVerifier(fid, entry.author, seq, head)
-                if entry.seq <= v.head_seq:
-                    held = self._held(entry.author, entry.seq, todo)
-                    if held is not None and held.hash != entry.hash:
-                        signatures.finish()  # ``held`` may be from this batch: checked first
-                        proof = make_fork_proof(held, entry)
-                        forks.append(proof)
-                        frozen[entry.author] = entry.seq
-                    skipped += 1
-                    continue
-                v.check_link(entry)
-                signatures.add(entry)
-                v.advance(entry)
-                todo.append(entry)
+                verdict = intake.take(entry)
+                if verdict is Verdict.KEEP:
+                    signatures.add(entry)
+                elif verdict is Verdict.FORK and intake.fork is not None:
+                    signatures.finish()  # the held entry may be from this batch
+                    forks.append(make_fork_proof(*intake.fork))
         except Exception as e:
             error = e
         signatures.finish()
         if error is not None:
             raise error
-        todo = [e for e in todo if e.author not in frozen or e.seq < frozen[e.author]]
+        todo = intake.kept()
         self.store.insert(todo)
         stored_forks = [p for p in forks if self.store.add_fork_proof(p)]
-        return IngestResult(len(todo), skipped, stored_forks)
-
-    def _held(self, author: bytes, seq: int, batch: list[Entry]) -> Entry | None:
-        for e in batch:
-            if e.author == author and e.seq == seq:
-                return e
-        return self.store.get(author, seq)
+        return IngestResult(len(todo), intake.passed_over, stored_forks)
 
     def add_fork_proof(self, proof: ForkProof) -> bool:
         """Store a verified proof from a peer; True when it was new here."""

@@ -1,0 +1,95 @@
+"""Which received entries a node keeps: the decisions of ingest, free of I/O.
+
+An :class:`Intake` takes the entries of one batch (from a peer, a bundle) in order
+and decides for each, from the roster, the federation id, the fork proofs held and
+what the store holds (through the two lookups it is given):
+
+- a LAB outside the roster, or another federation: the batch is refused (raises);
+- at or past the seq where a fork proof froze its feed: passed over;
+- at a seq already held: passed over, or, with another hash, a fork (the held entry
+  and this one make a proof; the feed is frozen from that seq);
+- otherwise it must continue its feed (seq and prev: raises when it does not) and is
+  kept.
+
+Signatures are not its business: the node checks the entries it is told to keep,
+on every core, before it stores any (node/lab.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from enum import Enum
+
+from protocol.entry import Entry, FeedVerifier
+from protocol.errors import WrongAuthorError, WrongFederationError
+
+HeadLookup = Callable[[bytes], tuple[int, bytes | None]]
+"""author -> (seq, head hash) of the feed as stored (0, None when empty)."""
+EntryLookup = Callable[[bytes, int], Entry | None]
+"""(author, seq) -> the stored entry, or None."""
+
+
+class Verdict(Enum):
+    """What :meth:`Intake.take` decided for one entry."""
+
+    KEEP = "keep"
+    HELD = "held"
+    FROZEN = "frozen"
+    FORK = "fork"
+
+
+class Intake:
+    """The decisions for one batch of received entries (see the module)."""
+
+    def __init__(self, roster: Collection[bytes], federation_id: bytes,
+                 frozen: Mapping[bytes, int], head: HeadLookup, stored: EntryLookup
+                 ) -> None:
+        self.roster = roster
+        self.federation_id = federation_id
+        self.frozen = dict(frozen)
+        self._head = head
+        self._stored = stored
+        self._feeds: dict[bytes, FeedVerifier] = {}
+        self._kept: dict[tuple[bytes, int], Entry] = {}
+        self.passed_over = 0
+        self.fork: tuple[Entry, Entry] | None = None
+        """The (held, received) pair of the last :attr:`Verdict.FORK`."""
+
+    def take(self, entry: Entry) -> Verdict:
+        """Decide for ``entry``, the next of the batch.
+
+        Raises :class:`WrongAuthorError` (not a roster LAB), :class:`WrongFederationError`
+        or :class:`BrokenChainError` (does not continue its feed).
+        """
+        if entry.author not in self.roster:
+            raise WrongAuthorError(f"entry {entry.where}: author is not a member LAB")
+        if entry.header.federation_id != self.federation_id:
+            raise WrongFederationError(f"entry {entry.where}: another federation's entry")
+        limit = self.frozen.get(entry.author)
+        if limit is not None and entry.seq >= limit:
+            self.passed_over += 1
+            return Verdict.FROZEN
+        feed = self._feeds.get(entry.author)
+        if feed is None:
+            seq, head = self._head(entry.author)
+            feed = self._feeds[entry.author] = FeedVerifier(self.federation_id,
+                                                            entry.author, seq, head)
+        if entry.seq <= feed.head_seq:
+            self.passed_over += 1
+            held = self._kept.get((entry.author, entry.seq)) or self._stored(entry.author,
+                                                                             entry.seq)
+            if held is None or held.hash == entry.hash:
+                return Verdict.HELD
+            self.frozen[entry.author] = entry.seq
+            self.fork = (held, entry)
+            return Verdict.FORK
+        feed.check_link(entry)
+        feed.advance(entry)
+        self._kept[(entry.author, entry.seq)] = entry
+        return Verdict.KEEP
+
+    def kept(self) -> list[Entry]:
+        """The entries to store, in the order taken: those kept, less any at or past
+        a fork found later in the batch."""
+        return [e for e in self._kept.values()
+                if e.author not in self.frozen or e.seq < self.frozen[e.author]]
