@@ -45,7 +45,7 @@ from functools import cached_property
 from typing import Any
 
 from federation.errors import RuleViolation
-from protocol.entry import Entry, Ref
+from protocol.entry import Entry, Ref, decode_body
 from protocol.errors import ProtocolError
 
 STREAMS = ("livelihood", "love", "care")
@@ -215,14 +215,21 @@ def check_body(kind: str, body: Mapping[str, Any]) -> None:
 
 
 def entry_body(entry: Entry) -> dict[str, Any] | None:
-    """The entry's body, schema-checked; None when redacted. Raises RuleViolation."""
+    """The entry's body, schema-checked; None when redacted (:func:`body_of`)."""
+    return body_of(entry.header.kind, entry.body, entry.header.author, entry.header.seq)
+
+
+def body_of(kind: str, body: bytes | None, author: bytes, seq: int) -> dict[str, Any] | None:
+    """The body of entry ``seq`` of ``author``'s feed, of ``kind``: decoded
+    (:func:`~protocol.entry.decode_body`) and schema-checked (:func:`check_body`);
+    None when redacted. Raises :class:`RuleViolation` (``bad-body``, ``unknown-kind``)."""
     try:
-        body = entry.fields()
+        fields = decode_body(body, author, seq)
     except ProtocolError as e:
         raise RuleViolation("bad-body", str(e)) from None
-    if body is not None:
-        check_body(entry.kind, body)
-    return body
+    if fields is not None:
+        check_body(kind, fields)
+    return fields
 
 
 @dataclass(slots=True)

@@ -36,9 +36,9 @@ from typing import Any, Protocol
 
 from federation.errors import InvariantError, PendingReference, RuleViolation, SnapshotError
 from federation.genesis import Genesis
-from federation.kinds import LabState, check_total, entry_body
+from federation.kinds import LabState, body_of, check_total, entry_body
 from protocol import canonical
-from protocol.entry import Entry, Ref, decode_entry, sha256, short
+from protocol.entry import Entry, Ref, entry_parts, sha256, short
 from protocol.errors import ProtocolError
 
 LEDGER_VERSION = 1
@@ -115,6 +115,25 @@ def month_of(ts_us: int) -> str:
 
 Effect = Callable[[], None]
 
+Arrival = tuple[bytes, int, str, int, "bytes | None", bytes, "bytes | None"]
+"""What the ledger reads of an entry, whether it came as an :class:`Entry` or as
+stored bytes (:func:`arrival`): author, seq, kind, ts_us, body bytes (None when
+redacted), header bytes, and the entry hash (None when not computed yet: it is the
+SHA-256 of the header bytes, computed only for a rule that needs it)."""
+
+
+def arrival(entry: Entry | bytes, trusted: bool = False) -> Arrival:
+    """The :data:`Arrival` of an :class:`Entry`, or of entry bytes read as
+    :func:`~protocol.entry.decode_entry` reads them (``trusted``: its ``_trusted``)
+    without building the objects. Raises :class:`~protocol.errors.ProtocolError`
+    for bytes it refuses."""
+    if isinstance(entry, Entry):
+        h = entry.header
+        return h.author, h.seq, h.kind, h.ts_us, entry.body, entry.header_bytes, entry.hash
+    hdr, _, body, header_bytes = entry_parts(entry, _trusted=trusted)
+    return hdr[2], hdr[3], hdr[6], hdr[5], body, header_bytes, None
+
+
 def _no_effect() -> None:
     """The effect of an entry that changes nothing the ledger counts."""
 
@@ -182,22 +201,22 @@ class Ledger:
 
     def receive(self, entry: Entry | bytes, *, _trusted: bool = False) -> None:
         """Take one held entry (any order across feeds, seq order within a feed): an
-        :class:`Entry`, or entry bytes, decoded here with :func:`decode_entry`
-        (which raises :class:`~protocol.errors.ProtocolError` for bad bytes).
+        :class:`Entry`, or its bytes, read as :func:`~protocol.entry.decode_entry`
+        reads them (raising :class:`~protocol.errors.ProtocolError` for bad bytes).
+        Either way the ledger reads the same :data:`Arrival` and applies the same
+        rules.
 
         ``_trusted`` (private, as h11's ``_parsed``): the bytes were read back from
         the node's own store, which holds only entries that passed ``decode_entry``,
-        so they are decoded without its checks (``decode_entry(raw, _trusted=True)``).
-        The rules are the same, and so is the ledger after them.
+        so they are read without its checks (``decode_entry(raw, _trusted=True)``).
 
         Entries already settled, or behind a pending entry of their feed, are
         ignored here: the feed is re-read through ``feeds`` when it resumes.
         """
-        if not isinstance(entry, Entry):
-            entry = decode_entry(entry, _trusted=_trusted)
-        lab = self._due(entry.header.author, entry.header.seq)
+        came = arrival(entry, _trusted)
+        lab = self._due(came[0], came[1])
         if lab is not None:
-            woken = self._settle(entry, lab)
+            woken = self._settle(came, lab)
             if woken:
                 self._resume(woken)
 
@@ -226,7 +245,7 @@ class Ledger:
             for entry in self.feeds.entries_after(author, self.applied(author)):
                 if entry.seq != self.applied(author) + 1 or self._is_frozen(author, entry.seq):
                     break
-                work += self._settle(entry, self.lab(author))
+                work += self._settle(arrival(entry), self.lab(author))
                 if author in self.pending:
                     break
 
@@ -234,15 +253,15 @@ class Ledger:
         fork = self.frozen.get(author)
         return fork is not None and seq >= fork
 
-    def _settle(self, entry: Entry, lab: LabState) -> list[bytes]:
+    def _settle(self, came: Arrival, lab: LabState) -> list[bytes]:
         """Apply, reject or park one entry of ``lab``'s feed; return the feeds its
         settling wakes."""
-        header = entry.header
-        author, seq, kind = lab.author, header.seq, header.kind
+        _, seq, kind, ts_us, data, header_bytes, digest = came
+        author = lab.author
         try:
-            body = entry_body(entry)  # a bad body is reported before any other rule
+            body = body_of(kind, data, author, seq)  # a bad body comes before any rule
             lab.check(kind, body, _schema_checked=True)
-            effect = self._evaluate(author, seq, kind, body, header.ts_us, entry.hash)
+            effect = self._evaluate(author, seq, kind, body, ts_us, digest, header_bytes)
         except PendingReference as p:
             missing: Ref = p.missing  # type: ignore[assignment]
             self.pending[author] = (seq, missing)
@@ -277,12 +296,13 @@ class Ledger:
         an entry this ledger does not hold (an honest node does not sign that).
         """
         self.lab(author).check(kind, body)
-        self._evaluate(author, self.applied(author) + 1, kind, body, ts_us, b"\0" * 32)
+        self._evaluate(author, self.applied(author) + 1, kind, body, ts_us, b"\0" * 32, b"")
 
     def _evaluate(self, author: bytes, seq: int, kind: str, body: Mapping[str, Any] | None,
-                  ts_us: int, digest: bytes) -> Effect:
-        """Cross-feed rules for one entry (``digest``: its hash); returns its effect
-        or raises :class:`RuleViolation` or :class:`PendingReference`.
+                  ts_us: int, digest: bytes | None, header_bytes: bytes) -> Effect:
+        """Cross-feed rules for one entry; returns its effect or raises
+        :class:`RuleViolation` or :class:`PendingReference`. ``digest`` is the entry
+        hash, or None for the hash of ``header_bytes``.
 
         The caller has checked the body against its kind's schema (``check_body``)
         and the rules of the author's own feed (``LabState``).
@@ -293,9 +313,9 @@ class Ledger:
             key, minutes = self._contribution(author, body, ts_us)
             return lambda: self.contributions.__setitem__(key, minutes)
         if kind == "transfer.offered":
-            return self._offer(author, seq, body, ts_us, digest)
+            return self._offer(author, seq, body, ts_us, digest or sha256(header_bytes))
         if kind in ("transfer.accepted", "transfer.declined"):
-            return self._answer(author, seq, kind, body, digest)
+            return self._answer(author, seq, kind, body, digest or sha256(header_bytes))
         if kind == "transfer.reclaimed":
             return self._reclaim(author, body)
         if kind == "contribution.acknowledged":

@@ -83,15 +83,20 @@ def _normalise(value: Value, depth: int = 0, scalars: bool = False) -> Value:
     looked over by type in C, not value by value; str sorts by code point, which
     for encodable text is the order of its UTF-8 bytes."""
     t = type(value)
-    if t in _PLAIN or isinstance(value, (int, str, bytes)):  # (bool is an int)
+    if t is dict or t is list:
+        if depth >= MAX_DEPTH:
+            raise _Unfit(f"arrays and maps nest deeper than {MAX_DEPTH} at {{where}}")
+        if t is dict:
+            return _normalise_map(value, depth + 1, scalars)
+    elif t in _PLAIN or isinstance(value, (int, str, bytes)):  # (bool is an int)
         if scalars:
             _fit_scalar(value)
         return value
-    if not isinstance(value, (list, tuple, Mapping)):
+    elif not isinstance(value, (list, tuple, Mapping)):
         raise _Unfit(f"type {t.__name__} at {{where}} is not allowed in canonical msgpack")
-    if depth >= MAX_DEPTH:
+    elif depth >= MAX_DEPTH:
         raise _Unfit(f"arrays and maps nest deeper than {MAX_DEPTH} at {{where}}")
-    if isinstance(value, Mapping):
+    elif isinstance(value, Mapping):
         return _normalise_map(value, depth + 1, scalars)
     if not scalars and _PLAIN.issuperset(map(type, value)):
         return value if t is list or t is tuple else list(value)

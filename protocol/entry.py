@@ -21,8 +21,8 @@ subclasses of :class:`RemoteProtocolError` naming the author and seq where known
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from protocol import canonical
@@ -128,14 +128,16 @@ class Header:
                                       body_hash)
             if problem:
                 raise LocalProtocolError(f"header: {problem}")
-        _init = object.__setattr__  # (a frozen dataclass sets its fields this way)
-        _init(self, "federation_id", federation_id)
-        _init(self, "author", author)
-        _init(self, "seq", seq)
-        _init(self, "prev", prev)
-        _init(self, "ts_us", ts_us)
-        _init(self, "kind", kind)
-        _init(self, "body_hash", body_hash)
+        # Each field through its slot (as the frozen dataclass's own __init__ does
+        # through object.__setattr__, which costs twice as much).
+        _fid, _author, _seq, _prev, _ts, _kind, _body_hash = _HEADER_SLOTS
+        _fid(self, federation_id)
+        _author(self, author)
+        _seq(self, seq)
+        _prev(self, prev)
+        _ts(self, ts_us)
+        _kind(self, kind)
+        _body_hash(self, body_hash)
 
     def as_list(self) -> list[Any]:
         return [FORMAT_VERSION, self.federation_id, self.author, self.seq, self.prev,
@@ -185,7 +187,7 @@ class Ref:
         return cls.from_value([author, seq, digest], f"ref {text!r}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Entry:
     """A decoded entry. ``raw`` is its exact bytes, ``hash`` its entry hash."""
 
@@ -195,6 +197,16 @@ class Entry:
     raw: bytes = field(repr=False)
     hash: bytes
     header_bytes: bytes = field(repr=False)
+
+    def __init__(self, header: Header, signature: bytes, body: bytes | None, raw: bytes,
+                 hash: bytes, header_bytes: bytes) -> None:
+        _header, _signature, _body, _raw, _hash, _header_bytes = _ENTRY_SLOTS  # (see Header)
+        _header(self, header)
+        _signature(self, signature)
+        _body(self, body)
+        _raw(self, raw)
+        _hash(self, hash)
+        _header_bytes(self, header_bytes)
 
     @property
     def author(self) -> bytes:
@@ -217,21 +229,22 @@ class Entry:
         return Ref(self.header.author, self.header.seq, self.hash)
 
     def fields(self) -> dict[str, Any] | None:
-        """The decoded body map, or None when redacted. Raises :class:`DecodeError`."""
-        if self.body is None:
-            return None
-        try:
-            value = canonical.decode(self.body, max_size=MAX_ENTRY_SIZE, what="body")
-        except DecodeError:  # again, to name the entry (only now: naming it costs)
-            value = canonical.decode(self.body, max_size=MAX_ENTRY_SIZE,
-                                     what=f"body of {self.where}")
-        if not isinstance(value, dict):
-            raise SchemaError(f"body of {self.where}: want a map")
-        return value
+        """The decoded body map, or None when redacted (:func:`decode_body`)."""
+        return decode_body(self.body, self.header.author, self.header.seq)
 
     @property
     def where(self) -> str:
         return f"{short(self.header.author)}#{self.header.seq}"
+
+
+def _slots(cls: type) -> tuple[Callable[[Any, Any], None], ...]:
+    """The setters of the slots of the frozen dataclass ``cls``, in field order, for
+    its own ``__init__``."""
+    return tuple(getattr(cls, f.name).__set__ for f in fields(cls))
+
+
+_HEADER_SLOTS = _slots(Header)
+_ENTRY_SLOTS = _slots(Entry)
 
 
 def sign_entry(
@@ -261,6 +274,28 @@ def sign_entry(
     return Entry(header, signature, body_bytes, raw, sha256(header_bytes), header_bytes)
 
 
+def decode_body(body: bytes | None, author: bytes, seq: int) -> dict[str, Any] | None:
+    """The body of entry ``seq`` of ``author``'s feed decoded: a map, or None when
+    redacted. Raises :class:`DecodeError` (or its subclasses :class:`OversizeError`,
+    :class:`NonCanonicalError`, :class:`SchemaError`) naming the entry."""
+    if body is None:
+        return None
+    try:
+        value = canonical.decode(body, max_size=MAX_ENTRY_SIZE, what="body")
+    except DecodeError:  # again, naming the entry (only now: naming it costs)
+        value = canonical.decode(body, max_size=MAX_ENTRY_SIZE,
+                                 what=f"body of {short(author)}#{seq}")
+    if type(value) is not dict:
+        raise SchemaError(f"body of {short(author)}#{seq}: want a map")
+    return value
+
+
+EntryParts = tuple[list[Any], bytes, "bytes | None", bytes]
+"""What :func:`entry_parts` reads from entry bytes: the header fields ``[version,
+federation_id, author, seq, prev, ts_us, kind, body_hash]``, the signature, the body
+(None when redacted) and the header bytes (hashed and signed)."""
+
+
 def decode_entry(raw: bytes, *, _trusted: bool = False) -> Entry:
     """Decode and structurally check one entry; signatures are not checked here.
 
@@ -276,6 +311,18 @@ def decode_entry(raw: bytes, *, _trusted: bool = False) -> Entry:
     without checking again what only the bytes can get wrong: the canonical form,
     the header fields and the body hash. Never pass it for bytes from elsewhere.
     """
+    if type(raw) is not bytes:
+        raw = bytes(raw)
+    hdr, signature, body, header_bytes = entry_parts(raw, _trusted=_trusted)
+    return Entry(Header(*hdr[1:], _trusted=True), signature, body, raw, sha256(header_bytes),
+                 header_bytes)
+
+
+def entry_parts(raw: bytes, *, _trusted: bool = False) -> EntryParts:
+    """:func:`decode_entry`'s reading of ``raw`` (bytes), with its checks, errors
+    and ``_trusted``, before it builds the :class:`Entry`: its parts
+    (:data:`EntryParts`), for a reader that needs only a few of them, such as the
+    ledger catching up (no objects built, no hash computed)."""
     if type(raw) is not bytes:
         raw = bytes(raw)
     if len(raw) > MAX_ENTRY_SIZE:
@@ -296,16 +343,15 @@ def decode_entry(raw: bytes, *, _trusted: bool = False) -> Entry:
         raise SchemaError(f"entry {_where(hdr)}: signature must be bin 64")
     if body is not None and type(body) is not bytes:
         raise SchemaError(f"entry {_where(hdr)}: body must be bin or nil")
-    if not _trusted and canonical.encode(value) != raw:
-        raise NonCanonicalError(f"entry {_where(hdr)} is not canonical msgpack")
+    if not _trusted:
+        if canonical.encode(value) != raw:
+            raise NonCanonicalError(f"entry {_where(hdr)} is not canonical msgpack")
+        if body is not None and sha256(body) != hdr[7]:
+            raise BodyHashMismatchError(f"entry {_where(hdr)}: body does not match body_hash")
     # The header bytes (hashed and signed) are those between the array mark and the
     # packed signature (bin 8 of 64 bytes) of these canonical bytes: a slice, no packing.
     size = 1 if body is None else len(body) + (2 if len(body) < 0x100 else 3)
-    header_bytes = raw[1:len(raw) - size - 66]
-    header = Header(*hdr[1:], _trusted=True)  # (its fields were checked just above)
-    if not _trusted and body is not None and sha256(body) != header.body_hash:
-        raise BodyHashMismatchError(f"entry {_where(hdr)}: body does not match body_hash")
-    return Entry(header, signature, body, raw, sha256(header_bytes), header_bytes)
+    return hdr, signature, body, raw[1:len(raw) - size - 66]
 
 
 def _where(hdr: list[Any]) -> str:
@@ -393,6 +439,6 @@ class FeedVerifier:
 
 __all__ = [
     "FORMAT_VERSION", "HASH_SIZE", "MAX_ENTRY_SIZE", "SIGNING_PREFIX", "DecodeError",
-    "Entry", "FeedVerifier", "Header", "Ref", "check_signature", "decode_entry",
-    "redact", "sha256", "sign_entry", "verifying_key",
+    "Entry", "EntryParts", "FeedVerifier", "Header", "Ref", "check_signature", "decode_body",
+    "decode_entry", "entry_parts", "redact", "sha256", "sign_entry", "verifying_key",
 ]
