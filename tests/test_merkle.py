@@ -34,7 +34,8 @@ from protocol.merkle import (
     verify_inclusion,
 )
 
-VECTOR_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "vectors" / "rfc9162"
+# Shipped with the tests (tests/vectors/README.md says where they come from).
+VECTOR_DIR = Path(__file__).resolve().parent / "vectors" / "rfc9162"
 
 
 # --------------------------------------------------------------------------
