@@ -104,7 +104,7 @@ ORIGIN_PREFIX = "disco-ledger/"
 
 _ED25519_SIGNATURE_SIZE = 64
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
-_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 _HEX8 = re.compile(r"[0-9a-fA-F]{8}")
 _SPACE_OR_PLUS = re.compile(r"[\s+]")  # \s: every char whose str.isspace() is True
 
@@ -198,19 +198,36 @@ def _check_public_key(public_key: object) -> bytes:
     return public_key
 
 
-def _b64encode(data: bytes) -> str:
+def encode_b64(data: bytes) -> str:
+    """Standard base64 with padding: the one encoding notes and proof files use."""
     return base64.b64encode(data).decode("ascii")
 
 
-def _b64decode(what: str, text: str) -> bytes:
-    """Decode canonical standard base64; raises CheckpointError."""
+def decode_b64(what: str, text: str, error: type[DecodeError] = CheckpointError) -> bytes:
+    """The bytes of ``text``, which must be their canonical :func:`encode_b64`.
+
+    Raises ``error`` (a :class:`DecodeError`, :class:`CheckpointError` by default)
+    naming ``what`` when ``text`` is not base64, or not its one canonical form.
+    """
     try:
         raw = base64.b64decode(text, validate=True)
     except ValueError:  # binascii.Error, or non-ASCII characters
-        raise CheckpointError(f"{what}: not valid base64") from None
-    if _b64encode(raw) != text:
-        raise CheckpointError(f"{what}: not the canonical base64 encoding")
+        raise error(f"{what}: not valid base64") from None
+    if encode_b64(raw) != text:
+        raise error(f"{what}: not the canonical base64 encoding")
     return raw
+
+
+def decode_decimal(what: str, text: str, error: type[DecodeError] = CheckpointError) -> int:
+    """The number ``text`` writes in decimal: digits only, no sign, space or leading
+    zero, at most 20 of them (the bound of the callers' 64-bit sizes is theirs).
+
+    Raises ``error`` (a :class:`DecodeError`, :class:`CheckpointError` by default)
+    naming ``what`` otherwise.
+    """
+    if not _DECIMAL.fullmatch(text):
+        raise error(f"{what} {text[:24]!r}: want a decimal number without leading zeros")
+    return int(text)
 
 
 # --------------------------------------------------------------------------
@@ -236,7 +253,7 @@ def verifier_key(name: str, public_key: bytes) -> str:
     :func:`key_hash`.
     """
     kh = key_hash(name, public_key)
-    return f"{name}+{kh.hex()}+{_b64encode(bytes([ED25519_SIGNATURE_TYPE]) + public_key)}"
+    return f"{name}+{kh.hex()}+{encode_b64(bytes([ED25519_SIGNATURE_TYPE]) + public_key)}"
 
 
 def parse_verifier_key(text: str) -> tuple[str, bytes]:
@@ -257,7 +274,7 @@ def parse_verifier_key(text: str) -> tuple[str, bytes]:
         raise CheckpointError(f"verifier key: {problem}")
     if not _HEX8.fullmatch(hash_hex):
         raise CheckpointError(f"verifier key: hash {hash_hex!r}, want 8 hex digits")
-    key = _b64decode("verifier key", key_b64)
+    key = decode_b64("verifier key", key_b64)
     if not key or key[0] != ED25519_SIGNATURE_TYPE:
         got = f"0x{key[0]:02x}" if key else "nothing"
         raise CheckpointError(f"verifier key: type {got}, want 0x01 (Ed25519)")
@@ -353,7 +370,7 @@ def parse_note(note: str | bytes) -> SignedNote:
             raise CheckpointError(f"{where}: {problem}")
         if not sep or not b64:
             raise CheckpointError(f"{where}: no signature after the key name")
-        raw = _b64decode(where, b64)
+        raw = decode_b64(where, b64)
         if len(raw) <= KEY_HASH_SIZE:
             raise CheckpointError(f"{where}: got {len(raw)} bytes, want a key hash and a signature")
         signatures.append(NoteSignature(name, raw[:KEY_HASH_SIZE], raw[KEY_HASH_SIZE:]))
@@ -379,7 +396,7 @@ def sign_note(body: str, name: str, signer: Signer) -> str:
     except UnicodeEncodeError:
         raise LocalProtocolError("note body: not encodable as UTF-8") from None
     kh = key_hash(name, signer.public_key)
-    line = f"{SIGNATURE_PREFIX}{name} {_b64encode(kh + signer.sign(message))}\n"
+    line = f"{SIGNATURE_PREFIX}{name} {encode_b64(kh + signer.sign(message))}\n"
     note = f"{body}\n{line}"
     size = len(note.encode("utf-8"))
     if size > MAX_NOTE_SIZE:
@@ -470,7 +487,7 @@ class Checkpoint:
 
     def body(self) -> str:
         """The note text: origin, size, base64 root, extension lines; each ends in a newline."""
-        lines = [self.origin, str(self.size), _b64encode(self.root), *self.extensions]
+        lines = [self.origin, str(self.size), encode_b64(self.root), *self.extensions]
         return "".join(line + "\n" for line in lines)
 
 
@@ -491,12 +508,9 @@ def parse_checkpoint_body(body: str) -> Checkpoint:
     if len(lines) < 3:
         raise CheckpointError(f"checkpoint: got {len(lines)} lines, want at least 3")
     origin, size_line, root_line, *extensions = lines
-    if len(size_line) > 20 or not _DECIMAL.fullmatch(size_line):
-        raise CheckpointError(
-            f"checkpoint: size {size_line[:24]!r}, want decimal digits without leading zeros"
-        )
-    root = _b64decode("checkpoint: root", root_line)
-    size, ext = int(size_line), tuple(extensions)
+    size = decode_decimal("checkpoint: size", size_line)
+    root = decode_b64("checkpoint: root", root_line)
+    ext = tuple(extensions)
     problem = _checkpoint_problem(origin, size, root, ext)
     if problem:
         raise CheckpointError(f"checkpoint: {problem}")

@@ -27,57 +27,49 @@ so any modified byte makes a proof fail.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from protocol import merkle
-from protocol.checkpoint import Checkpoint, check_consistency, check_inclusion, verify_checkpoint
+from protocol.checkpoint import (
+    Checkpoint,
+    check_consistency,
+    check_inclusion,
+    decode_b64,
+    decode_decimal,
+    encode_b64,
+    verify_checkpoint,
+)
 from protocol.entry import Entry, check_signature, decode_entry
 from protocol.errors import DecodeError, VerificationError
 
 INCLUSION_HEADER = "c2sp.org/tlog-proof@v1"
 CONSISTENCY_HEADER = "disco-ledger/consistency@v1"
 MAX_PROOF_FILE = 256 * 1024
-_DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 
 
 class ProofFileError(DecodeError):
     """The proof file is malformed."""
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 def _unb64(what: str, text: str) -> bytes:
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise ProofFileError(f"{what}: not valid base64") from None
-    if _b64(raw) != text:
-        raise ProofFileError(f"{what}: not canonical base64")
-    return raw
+    return decode_b64(what, text, ProofFileError)
 
 
 def _decimal(what: str, text: str) -> int:
-    if not _DECIMAL.fullmatch(text):
-        raise ProofFileError(f"{what}: want a decimal number without leading zeros")
-    return int(text)
+    return decode_decimal(what, text, ProofFileError)
 
 
 def encode_inclusion(entry: Entry, proof: Sequence[bytes], note: bytes) -> bytes:
     """The inclusion proof file of ``entry`` under the checkpoint ``note``."""
-    lines = [INCLUSION_HEADER, f"extra {_b64(entry.raw)}", f"index {entry.seq - 1}",
-             *(_b64(h) for h in proof)]
+    lines = [INCLUSION_HEADER, f"extra {encode_b64(entry.raw)}", f"index {entry.seq - 1}",
+             *(encode_b64(h) for h in proof)]
     return ("\n".join(lines) + "\n\n").encode() + note
 
 
 def encode_consistency(old_size: int, proof: Sequence[bytes], note: bytes) -> bytes:
     """A consistency proof file from ``old_size`` to the checkpoint ``note``."""
-    lines = [CONSISTENCY_HEADER, f"old {old_size}", *(_b64(h) for h in proof)]
+    lines = [CONSISTENCY_HEADER, f"old {old_size}", *(encode_b64(h) for h in proof)]
     return ("\n".join(lines) + "\n\n").encode() + note
 
 

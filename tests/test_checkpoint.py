@@ -23,6 +23,9 @@ from protocol.checkpoint import (
     WrongOriginError,
     check_consistency,
     check_inclusion,
+    decode_b64,
+    decode_decimal,
+    encode_b64,
     key_hash,
     open_note,
     origin_for,
@@ -609,3 +612,29 @@ def test_nothing_but_protocol_errors_escape_open_note() -> None:
     for junk in ("", "\n", "\n\n", "\n\n\n", "\u2014 \n\n", "a\n\n\u2014 a b\n", b"\x80"):
         with pytest.raises(ProtocolError):
             open_note(junk, "PeterNeumann", go_public_key())
+
+
+# -- the base64 and decimal helpers (notes here, proof files in protocol.proofs) --------
+
+
+class _OtherError(DecodeError):
+    """A caller's own decode error (as protocol.proofs' ProofFileError)."""
+
+
+@pytest.mark.parametrize("text", ["AQI", "AQI=\n", "AQJ=", " AQI=", "AQI==", "AQ-_", "\u00e9"])
+def test_decode_b64_takes_only_the_canonical_form(text: str) -> None:
+    assert decode_b64("x", encode_b64(b"\x01\x02")) == b"\x01\x02"
+    with pytest.raises(CheckpointError, match=r"^x: not"):
+        decode_b64("x", text)
+    with pytest.raises(_OtherError, match=r"^y: not"):
+        decode_b64("y", text, _OtherError)
+
+
+@pytest.mark.parametrize("text", ["", "01", "-1", "+1", " 1", "1 ", "1.0", "1e3", "\u0661",
+                                  "1" * 21])
+def test_decode_decimal_takes_plain_digits_only(text: str) -> None:
+    assert [decode_decimal("n", t) for t in ("0", "7", "1" * 20)] == [0, 7, int("1" * 20)]
+    with pytest.raises(CheckpointError, match=r"^n .*: want a decimal number"):
+        decode_decimal("n", text)
+    with pytest.raises(_OtherError, match="want a decimal number"):
+        decode_decimal("n", text, _OtherError)
