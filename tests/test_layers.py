@@ -120,3 +120,34 @@ def test_the_command_line_imports_no_storage_library() -> None:
              for line, module in imported(ast.parse(path.read_text(encoding="utf-8")))
              if module.split(".")[0] in ("eventsourcing", "sqlite3", "psycopg")]
     assert wrong == []
+
+
+ROOTS = {"protocol": "protocol.errors.ProtocolError",
+         "federation": "federation.errors.FederationError",
+         "node": "node.errors.NodeError"}
+OUTSIDE_THE_ROOTS = {"node.cli.common.Failure"}
+"""The command line's own error is click's (one line and an exit code): the layers'
+errors become it."""
+
+
+@pytest.mark.parametrize("package", list(ROOTS))
+def test_one_error_root_per_layer(package: str) -> None:
+    """Every public exception a layer defines derives from the layer's one root."""
+    import importlib
+    import inspect
+
+    module_name, _, root_name = ROOTS[package].rpartition(".")
+    root = getattr(importlib.import_module(module_name), root_name)
+    stray = []
+    for path in sources(package):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        if name.endswith("__main__"):
+            continue
+        module = importlib.import_module(name.removesuffix(".__init__"))
+        for attr, value in vars(module).items():
+            if (inspect.isclass(value) and issubclass(value, BaseException)
+                    and value.__module__ == module.__name__ and not attr.startswith("_")
+                    and not issubclass(value, root)
+                    and f"{module.__name__}.{attr}" not in OUTSIDE_THE_ROOTS):
+                stray.append(f"{module.__name__}.{attr}")
+    assert stray == []
