@@ -204,3 +204,22 @@ def test_cli_reference_in_docs_is_current() -> None:
 
     path = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
     assert path.read_text(encoding="utf-8") == render(), "run 'make docs'"
+
+
+def test_a_store_failing_under_a_command_is_one_line(cli: Cli, tmp_path: Path) -> None:
+    """The store raises the storage libraries' errors as its own (StoreError): a
+    damaged store is one line on stderr, exit 1, whichever command met it."""
+    farm, *_ = _two_labs(cli, tmp_path)
+    with sqlite3.connect(farm / "ledger.sqlite") as db:
+        # The store opens as before, then fails at its first read: its table is now a
+        # view of a table that is gone.
+        db.execute("ALTER TABLE stored_events RENAME TO gone")
+        db.execute("CREATE VIEW stored_events AS SELECT * FROM gone")
+        db.execute("DROP TABLE gone")
+    for args in (["log"], ["balance"], ["member", "add", "ana"], ["status"]):
+        result = cli(*args, home=farm, check=False)
+        assert result.returncode == 1, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert result.stderr.startswith("disco: store error: "), (args, result.stderr)
+        assert "no such table: main.gone" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
