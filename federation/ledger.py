@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from federation.errors import InvariantError, PendingReference, RuleViolation, SnapshotError
 from federation.genesis import Genesis
@@ -115,12 +115,11 @@ def month_of(ts_us: int) -> str:
 
 Effect = Callable[[], None]
 
-Arrival = tuple[bytes, int, str, int, "bytes | dict[str, Any] | None", bytes, "bytes | None"]
+Arrival = tuple[bytes, int, str, int, "bytes | None", bytes, "bytes | None"]
 """What the ledger reads of an entry, whether it came as an :class:`Entry` or as
-stored bytes (:func:`arrival`): author, seq, kind, ts_us, the body (its bytes; or,
-read ahead, the map :func:`~federation.kinds.body_of` gave for them; None when
-redacted), the header bytes, and the entry hash (None when not computed yet: it is
-the SHA-256 of the header bytes, computed only for a rule that needs it)."""
+stored bytes (:func:`arrival`): author, seq, kind, ts_us, body bytes (None when
+redacted), header bytes, and the entry hash (None when not computed yet: it is the
+SHA-256 of the header bytes, computed only for a rule that needs it)."""
 
 
 def arrival(entry: Entry | bytes, trusted: bool = False) -> Arrival:
@@ -133,23 +132,6 @@ def arrival(entry: Entry | bytes, trusted: bool = False) -> Arrival:
         return h.author, h.seq, h.kind, h.ts_us, entry.body, entry.header_bytes, entry.hash
     hdr, _, body, header_bytes = entry_parts(entry, _trusted=trusted)
     return hdr[2], hdr[3], hdr[6], hdr[5], body, header_bytes, None
-
-
-def read_ahead(raw: bytes) -> list[Any] | None:
-    """The :data:`Arrival` of entry bytes read back from the node's own store, its
-    body already through :func:`~federation.kinds.body_of`, as a list (to be sent
-    from the process that reads the store ahead of a catch-up: the reading and the
-    body's checks then run on another core). None when the body is refused: the
-    ledger then reads the bytes itself, and says why. For stored bytes only (see
-    :meth:`Ledger.receive`'s ``_trusted``)."""
-    try:
-        author, seq, kind, ts_us, data, header_bytes, _ = arrival(raw, True)
-        if isinstance(data, dict):
-            return None
-        body = body_of(kind, data, author, seq)
-    except (RuleViolation, ProtocolError):
-        return None
-    return [author, seq, kind, ts_us, body, header_bytes, None]
 
 
 def _no_effect() -> None:
@@ -217,7 +199,7 @@ class Ledger:
 
     # -- feeding -------------------------------------------------------------
 
-    def receive(self, entry: Entry | bytes | list[Any], *, _trusted: bool = False) -> None:
+    def receive(self, entry: Entry | bytes, *, _trusted: bool = False) -> None:
         """Take one held entry (any order across feeds, seq order within a feed): an
         :class:`Entry`, or its bytes, read as :func:`~protocol.entry.decode_entry`
         reads them (raising :class:`~protocol.errors.ProtocolError` for bad bytes).
@@ -226,18 +208,12 @@ class Ledger:
 
         ``_trusted`` (private, as h11's ``_parsed``): the bytes were read back from
         the node's own store, which holds only entries that passed ``decode_entry``,
-        so they are read without its checks (``decode_entry(raw, _trusted=True)``);
-        or ``entry`` is what :func:`read_ahead` made of such bytes.
+        so they are read without its checks (``decode_entry(raw, _trusted=True)``).
 
         Entries already settled, or behind a pending entry of their feed, are
         ignored here: the feed is re-read through ``feeds`` when it resumes.
         """
-        if isinstance(entry, list):
-            if not _trusted:
-                raise TypeError("an arrival read ahead is taken only as _trusted")
-            came = cast(Arrival, entry)  # (a list, as it came: unpacked, not copied)
-        else:
-            came = arrival(entry, _trusted)
+        came = arrival(entry, _trusted)
         lab = self._due(came[0], came[1])
         if lab is not None:
             woken = self._settle(came, lab)
@@ -283,8 +259,7 @@ class Ledger:
         _, seq, kind, ts_us, data, header_bytes, digest = came
         author = lab.author
         try:
-            # (a bad body comes before any other rule)
-            body = data if isinstance(data, dict) else body_of(kind, data, author, seq)
+            body = body_of(kind, data, author, seq)  # a bad body comes before any rule
             lab.check(kind, body, _schema_checked=True)
             effect = self._evaluate(author, seq, kind, body, ts_us, digest, header_bytes)
         except PendingReference as p:

@@ -249,7 +249,7 @@ class LedgerProjection:
         notifications = rows(self.store, position, read_ahead_min=self.read_ahead_min)
         new_fork = False
         try:
-            for nid, originator, version, raw, read in notifications:
+            for nid, originator, version, raw in notifications:
                 if originator == FORKS:
                     if any(a not in ledger.frozen for a in self.store.fork_proofs()):
                         new_fork = True
@@ -261,7 +261,7 @@ class LedgerProjection:
                     is_a_feed = feed[originator] = is_feed(originator)
                 if is_a_feed:
                     self.feeds.passing(originator, version, raw)
-                    ledger.receive(raw if read is None else read, _trusted=True)
+                    ledger.receive(raw, _trusted=True)
                 position = nid
                 since_save += 1
                 if since_save >= checkpoint_every:
@@ -336,7 +336,7 @@ class LedgerProjection:
                 waiting = (batch, signatures)
 
         try:
-            for nid, originator, version, raw, _ in notifications:
+            for nid, originator, version, raw in notifications:
                 if originator == FORKS:
                     push(batch, last=True)
                     batch = []

@@ -1,12 +1,9 @@
 """The notification log read ahead of a large catch-up, in a second process.
 
 Catching the ledger up spends about a third of its time reading notifications from
-the store (eventsourcing's notification objects, one per entry), and another third
-reading each entry as the ledger does (its header fields, its body decoded and
-checked against its schema). For a large backlog a reader process does both, a
-batch ahead, on another core (:func:`federation.ledger.read_ahead`: the ledger's
-own reading, run there), and hands the rows over as one msgpack message per batch,
-which costs this process far less to unpack.
+the store (eventsourcing's notification objects, one per entry). For a large backlog
+a reader process does that, a batch ahead, on another core, and hands the rows over
+as one msgpack message per batch, which costs this process far less to unpack.
 
 The reader only reads: positions, snapshots and tracking records stay with the
 catching-up process, so exactly-once is unchanged. If the reader cannot start or
@@ -25,8 +22,7 @@ from typing import Any, BinaryIO
 
 import msgpack
 
-from federation.ledger import read_ahead
-from node.store import FeedStore, StoreConfig, is_feed
+from node.store import FeedStore, StoreConfig
 from protocol.entry import MAX_ENTRY_SIZE
 
 try:
@@ -48,11 +44,9 @@ PIPE_SIZE = 1 << 20
 """The pipe from the reader holds this much (about three batches) where it can."""
 _ROOT = str(Path(__file__).resolve().parent.parent)
 
-Row = tuple[int, str, int, bytes, "list[Any] | None"]
+Row = tuple[int, str, int, bytes]
 """(notification id, originator, version, stored bytes), as
-:meth:`~node.store.FeedStore.notifications` gives them, then, for a feed's entry
-read ahead, the ledger's reading of it (:func:`federation.ledger.read_ahead`; None
-when not read ahead, or refused there)."""
+:meth:`~node.store.FeedStore.notifications` gives them."""
 
 
 def rows(store: FeedStore, after: int, *, read_ahead_min: int = READ_AHEAD_MIN,
@@ -70,8 +64,7 @@ def rows(store: FeedStore, after: int, *, read_ahead_min: int = READ_AHEAD_MIN,
                     after = row[0]
             finally:
                 reader.stop()
-    for nid, originator, version, raw in store.notifications(after=after):
-        yield nid, originator, version, raw, None
+    yield from store.notifications(after=after)
 
 
 class _Reader:
@@ -127,12 +120,9 @@ class _Reader:
                 if batch is None or type(batch) is not list:
                     return
                 for row in batch:
-                    if not (type(row) is list and len(row) == 5 and type(row[0]) is int
+                    if not (type(row) is list and len(row) == 4 and type(row[0]) is int
                             and after < row[0] <= upto and type(row[1]) is str
-                            and type(row[2]) is int and type(row[3]) is bytes
-                            and (row[4] is None or (type(row[4]) is list
-                                                    and len(row[4]) == 7
-                                                    and row[4][1] == row[2]))):
+                            and type(row[2]) is int and type(row[3]) is bytes):
                         return
                     after = row[0]
                     yield row
@@ -161,11 +151,10 @@ def main() -> None:
         upto = int(job["upto"])
         with out, FeedStore(config) as store:
             batch: list[Row] = []
-            for nid, originator, version, raw in store.notifications(after=int(job["after"])):
-                if nid > upto:
+            for row in store.notifications(after=int(job["after"])):
+                if row[0] > upto:
                     break
-                batch.append((nid, originator, version, raw,
-                              read_ahead(raw) if is_feed(originator) else None))
+                batch.append(row)
                 if len(batch) >= BATCH:
                     out.write(pack(batch))
                     batch = []

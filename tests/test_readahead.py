@@ -8,14 +8,12 @@ import signal
 import time
 from pathlib import Path
 
-import msgpack
 import pytest
 
-from federation.ledger import read_ahead
 from node.projection import LedgerProjection
 from node.readahead import BATCH, _Reader, rows
 from node.store import FeedStore, StoreConfig
-from protocol.entry import SIGNING_PREFIX, Entry, Header, decode_entry, sha256, sign_entry
+from protocol.entry import Entry, sign_entry
 from protocol.keys import Signer
 from tests.conftest import make_federation, read_ahead_children
 
@@ -54,11 +52,8 @@ def test_read_ahead_gives_every_row_once_in_order(store_config: StoreConfig) -> 
     with FeedStore(store_config) as store:
         _append(store, signer, b"\1" * 32, None, 3 * BATCH + 7)
         expected = [tuple(r) for r in store.notifications()]
-        ahead = list(rows(store, 0, read_ahead_min=1))
-        assert [tuple(r[:4]) for r in ahead] == expected
-        # Each feed's entry comes with the ledger's reading of it, made in the reader.
-        assert all(r[4] is not None and r[4] == read_ahead(r[3]) for r in ahead)
-        assert [tuple(r[:4]) for r in rows(store, 1234, read_ahead_min=1)] == expected[1234:]
+        assert [tuple(r) for r in rows(store, 0, read_ahead_min=1)] == expected
+        assert [tuple(r) for r in rows(store, 1234, read_ahead_min=1)] == expected[1234:]
         assert list(rows(store, len(expected), read_ahead_min=1)) == []
     assert _readers() == []
 
@@ -78,34 +73,6 @@ def test_read_ahead_catches_up_to_the_same_ledger(tmp_path: Path) -> None:
     assert sum(ahead.contributions.values()) > 0 and not ahead.invalid
 
 
-def test_bodies_refused_or_redacted_read_ahead_give_the_same_ledger(tmp_path: Path) -> None:
-    """A body the reader refuses is read again here, which says why; a redacted one
-    is taken as it is: the ledger is the one a catch-up without the reader makes."""
-    fed = make_federation(tmp_path, ["Farm", "FabLab"])
-    farm = fed.homes[0].lab_id
-    signer = fed.homes[0].signer()
-    with fed.node(0) as node:
-        head = node.store.get(farm, node.store.head(farm)[0])
-        head = _append(node.store, signer, fed.genesis.federation_id, head, 40)
-        assert head is not None
-        faulty = []
-        for body in (msgpack.packb({"stream": "love", "minutes": 5, "member": "ana"}),
-                     msgpack.packb({"member": "ana", "minutes": 0, "stream": "love"}),
-                     None):
-            header = Header(fed.genesis.federation_id, farm, head.seq + 1, head.hash, T0,
-                            "contribution.recorded", sha256(body or b""))
-            signature = signer.sign(SIGNING_PREFIX + header.encode())
-            head = decode_entry(msgpack.packb([header.as_list(), signature, body]))
-            faulty.append(head)
-        node.store.insert(faulty)
-        _append(node.store, signer, fed.genesis.federation_id, head, 10)
-        ahead, _ = LedgerProjection(node.store, fed.genesis, read_ahead_min=1).rebuild()
-        here, _ = LedgerProjection(node.store, fed.genesis, read_ahead_min=10**9).rebuild()
-    assert ahead.encode() == here.encode()
-    assert [ahead.invalid[(farm, e.seq)][0] for e in faulty[:2]] == ["bad-body"] * 2
-    assert ahead.redacted == 1
-
-
 def test_a_reader_killed_midway_loses_no_row(tmp_path: Path) -> None:
     signer = Signer.generate()
     with FeedStore(StoreConfig("sqlite", path=tmp_path / "s.sqlite")) as store:
@@ -115,7 +82,7 @@ def test_a_reader_killed_midway_loses_no_row(tmp_path: Path) -> None:
         got = []
         stream = rows(store, 0, read_ahead_min=1)
         for row in stream:
-            got.append(tuple(row[:4]))
+            got.append(tuple(row))
             if len(got) == BATCH + 10:
                 (pid,) = _readers()
                 os.kill(pid, signal.SIGKILL)
@@ -143,19 +110,20 @@ def test_rows_out_of_order_or_malformed_end_the_reader_not_the_catch_up(
     with FeedStore(StoreConfig("sqlite", path=tmp_path / "s.sqlite")) as store:
         _append(store, signer, b"\1" * 32, None, 50)
         expected = [tuple(r) for r in store.notifications()]
-        for garbage in ([[1, "x", 1, b"r", None], [1, "x", 1, b"r", None]],  # a repeat
-                        [[99, "x", 1, b"r", None]],  # beyond upto
-                        [[1, "x", 1, b"r", [b"a", 2, "k", 0, None, b"h", None]]],  # seq
-                        [[1, "x", 1, b"r", [1]]], [[1, "x", 1, b"r"]], 7, "hi"):
+        for garbage in ([[1, "x", 1, b"r"], [1, "x", 1, b"r"]],  # a repeat
+                        [[99, "x", 1, b"r"]],  # beyond upto
+                        [[1, "x", 1]], 7, "hi"):
             reader = _FakeReader(garbage)
-            assert list(reader.rows(0, 50)) in ([], [[1, "x", 1, b"r", None]])
-        assert [tuple(r[:4]) for r in rows(store, 0, read_ahead_min=1)] == expected
+            assert list(reader.rows(0, 50)) in ([], [[1, "x", 1, b"r"]])
+        assert [tuple(r) for r in rows(store, 0, read_ahead_min=1)] == expected
 
 
 class _FakeReader(_Reader):
     """The real row checks, over bytes written to a real pipe by this test."""
 
     def __init__(self, message: object) -> None:
+        import msgpack
+
         read_end, write_end = os.pipe()
         os.write(write_end, msgpack.packb(message) + msgpack.packb(None))
         os.close(write_end)
@@ -172,7 +140,7 @@ def test_the_reader_imports_nothing_from_the_current_directory(
         reader = _Reader.start(store.config, 0, 30)
         assert reader is not None
         try:
-            got = [tuple(r[:4]) for r in reader.rows(0, 30)]
+            got = [tuple(r) for r in reader.rows(0, 30)]
         finally:
             reader.stop()
         assert got == [tuple(r) for r in store.notifications()]
