@@ -257,27 +257,19 @@ class LabState:
 
         ``_schema_checked`` (private): :func:`check_body` has just accepted ``body``
         (as :func:`entry_body` does); it is not checked against its schema again."""
-        self._check_place(kind)
+        if self.author not in self.roster:
+            raise RuleViolation("not-in-roster", "author is not a member LAB of the federation")
+        if self.seq == 0:
+            if kind != "lab.joined":
+                raise RuleViolation("not-joined", "a feed must begin with lab.joined")
+        elif kind == "lab.joined":
+            raise RuleViolation("joined-twice", "lab.joined may only be the first entry")
         if body is not None:
             if not _schema_checked:
                 check_body(kind, body)
-            self._check_body_rules(kind, body)
-
-    def _check_place(self, kind: str) -> None:
-        """Raise :class:`RuleViolation` if an entry of ``kind`` may not come next here."""
-        if self.author not in self.roster:
-            raise RuleViolation("not-in-roster", "author is not a member LAB of the federation")
-        if self.seq == 0 and kind != "lab.joined":
-            raise RuleViolation("not-joined", "a feed must begin with lab.joined")
-        if self.seq > 0 and kind == "lab.joined":
-            raise RuleViolation("joined-twice", "lab.joined may only be the first entry")
-
-    def _check_body_rules(self, kind: str, body: Mapping[str, Any]) -> None:
-        """Raise :class:`RuleViolation` if this schema-checked body breaks a rule of
-        the feed so far (members, federation, for_lab)."""
-        rules = _BODY_RULES.get(kind)
-        if rules is not None:
-            rules(self, body)
+            rules = _BODY_RULES.get(kind)  # the rules of the feed so far that read a body
+            if rules is not None:
+                rules(self, body)
 
     def _joined(self, body: Mapping[str, Any]) -> None:
         if body["federation"] != self.federation_id:

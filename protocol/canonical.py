@@ -116,23 +116,32 @@ def _normalise(value: Value, depth: int = 0, scalars: bool = False) -> Value:
     return value if t is list or t is tuple else list(value)
 
 
+_SORTED_KEYS: dict[tuple[Any, ...], bool] = {}
+"""The key tuples of maps met before, and whether they are str keys in sorted order:
+the check in :func:`_normalise_map`, remembered (maps of one kind share their keys)."""
+
+
 def _normalise_map(value: Mapping[Any, Value], depth: int, scalars: bool) -> Value:
     """:func:`_normalise` of a map (``depth``: of its values)."""
-    keys = list(value)
-    if not _STR.issuperset(map(type, keys)):
-        for k in keys:
-            if not isinstance(k, str):
-                raise _Unfit(f"map key at {{where}} is {type(k).__name__}, want str")
+    keys = tuple(value)
+    in_order = _SORTED_KEYS.get(keys)
+    if in_order is None:
+        if not _STR.issuperset(map(type, keys)):
+            for k in keys:
+                if not isinstance(k, str):
+                    raise _Unfit(f"map key at {{where}} is {type(k).__name__}, want str")
+        if len(_SORTED_KEYS) >= 4096:
+            _SORTED_KEYS.clear()
+        in_order = _SORTED_KEYS[keys] = list(keys) == sorted(keys)
     if scalars:
         for k in keys:
             _fit_scalar(k, "{where} (a key)")
-    ordered = sorted(keys)
-    if ordered != keys:
-        keys = ordered
+    if not in_order:
+        keys = tuple(sorted(keys))
     elif type(value) is dict and not scalars and _PLAIN.issuperset(map(type, value.values())):
         return value
     out = {}
-    same = type(value) is dict and keys is not ordered
+    same = type(value) is dict and in_order
     for k in keys:
         v = value[k]
         try:
@@ -176,6 +185,10 @@ def encode(value: Value) -> bytes:
     raise LocalProtocolError(f"not encodable: {refused}") from None
 
 
+_unpackb = msgpack.unpackb
+assert msgpack.version >= (1, 0), "msgpack >= 1.0: str as str, lists, str map keys only"
+
+
 def _reject_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"ext type {code} is not allowed")
 
@@ -193,18 +206,13 @@ def unpack(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE, what: str = "value"
     Raises :class:`OversizeError` above ``max_size`` and :class:`DecodeError` for
     malformed msgpack, trailing bytes, invalid UTF-8 or ext types.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
+    if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"{what}: got {type(data).__name__}, want bytes")
     if len(data) > max_size:
         raise OversizeError(f"{what} is {len(data)} bytes, limit is {max_size}")
     try:
-        return msgpack.unpackb(
-            data,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            ext_hook=_reject_ext,
-        )
+        # (msgpack's defaults: raw=False, use_list=True, strict_map_key=True)
+        return _unpackb(data, ext_hook=_reject_ext)
     except DecodeError:
         raise
     except msgpack.ExtraData as e:
@@ -224,10 +232,14 @@ def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE, what: str = "value"
     """
     value = unpack(data, max_size=max_size, what=what)
     try:
-        again = encode(value)
-    except LocalProtocolError as e:
-        raise NonCanonicalError(f"{what} is not canonical: {e}") from None
-    if again != bytes(data):
+        again = _PACKERS.pack(_normalise(value))  # encode(value), one call shorter
+    except (_Unfit, OverflowError, UnicodeEncodeError):
+        try:
+            encode(value)  # (to say what is wrong, and where)
+        except LocalProtocolError as e:
+            raise NonCanonicalError(f"{what} is not canonical: {e}") from None
+        raise
+    if again != data:
         at = _first_difference(again, bytes(data))
         raise NonCanonicalError(f"{what} is not canonical msgpack (first difference at byte {at})")
     return value
