@@ -102,6 +102,8 @@ def _normalise(value: Value, depth: int = 0, scalars: bool = False) -> Value:
         return value if t is list or t is tuple else list(value)
     out = None
     for i, v in enumerate(value):
+        if not scalars and type(v) in _PLAIN:
+            continue
         try:
             w = _normalise(v, depth + 1, scalars)
         except _Unfit as e:

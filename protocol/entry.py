@@ -77,29 +77,35 @@ def _utf8_ok(text: str) -> bool:
     return True
 
 
+def _is_hash(v: Any) -> bool:
+    return isinstance(v, bytes) and len(v) == HASH_SIZE
+
+
+_SEQ_MAX = 2**63 - 1
+_TS_MIN, _TS_MAX = -(2**63), 2**63 - 1
+
+
 def _header_problem(
     federation_id: Any, author: Any, seq: Any, prev: Any, ts_us: Any, kind: Any, body_hash: Any
 ) -> str | None:
     """The first thing wrong with these header fields, or None."""
-
-    def is_hash(v: Any) -> bool:
-        return isinstance(v, bytes) and len(v) == HASH_SIZE
-
-    if not is_hash(federation_id):
+    if not _is_hash(federation_id):
         return "federation_id: want bin 32"
-    if not is_hash(author):
+    if not _is_hash(author):
         return "author: want bin 32"
-    if type(seq) is not int or seq < 1 or seq > 2**63 - 1:
+    if type(seq) is not int or not 1 <= seq <= _SEQ_MAX:
         return f"seq: got {_show(seq)}, want int >= 1"
-    if seq == 1 and prev is not None:
-        return "prev: must be nil when seq == 1"
-    if seq > 1 and not is_hash(prev):
+    if seq == 1:
+        if prev is not None:
+            return "prev: must be nil when seq == 1"
+    elif not _is_hash(prev):
         return f"prev: want bin 32 when seq > 1 (seq {seq})"
-    if type(ts_us) is not int or not -(2**63) <= ts_us <= 2**63 - 1:
+    if type(ts_us) is not int or not _TS_MIN <= ts_us <= _TS_MAX:
         return f"ts_us: got {_show(ts_us)}, want int"
-    if not isinstance(kind, str) or not 0 < len(kind) <= MAX_KIND_LENGTH or not _utf8_ok(kind):
+    if not isinstance(kind, str) or not 0 < len(kind) <= MAX_KIND_LENGTH or not (
+            kind.isascii() or _utf8_ok(kind)):
         return f"kind: want a UTF-8 str of 1 to {MAX_KIND_LENGTH} characters"
-    if not is_hash(body_hash):
+    if not _is_hash(body_hash):
         return "body_hash: want bin 32"
     return None
 
