@@ -1,4 +1,5 @@
-"""The node as a client of its peers: one sync round with one peer.
+"""The node as a client of its peers: one sync round with one peer, and rounds
+until the two are in sync (:func:`sync_until_in_sync`, ``disco sync``).
 
 A round: exchange frontiers (one request when already in sync), pull what the
 peer has beyond us (streamed, stored in bounded batches as it arrives), push what
@@ -10,7 +11,7 @@ validly signed fork, keep the proof.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,11 +98,16 @@ class RoundResult:
 
     pulled: int = 0
     pushed: int = 0
+    stored_there: int = 0
+    """Of the entries pushed, how many the peer said it stored."""
     forks: int = 0
     in_sync: bool = False
     requests: int = 0
     frontier_bytes: int = 0
     notes: list[str] = field(default_factory=list)
+    remote_frontier: dict[bytes, int] = field(default_factory=dict)
+    """The peer's frontier (seq per author) as the round leaves it: what it answered,
+    raised by what the round pushed to it."""
 
 
 class PeerClient:
@@ -228,6 +234,7 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
         raise PeerError(f"{url}: bad frontier: {e}") from None
     todo = plan(local, remote, genesis.roster, {a: p.seq for a, p in local_forks.items()},
                 remote_forks)
+    result.remote_frontier = {a: seq for a, (seq, _) in remote.items()}
 
     if todo.fetch_forks:
         for raw in await client.forks():
@@ -264,14 +271,74 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
                                                                    upto=s + PUSH_BATCH)))
             if not rows:
                 break
-            await client.push([raw for _, raw in rows])
+            answer = await client.push([raw for _, raw in rows])
             result.pushed += len(rows)
+            stored = answer.get("stored")
+            result.stored_there += stored if type(stored) is int and stored > 0 else 0
             after = rows[-1][0]
+            result.remote_frontier[author] = max(after, result.remote_frontier.get(author, 0))
     if todo.swap_checkpoints(result.pulled):
         await _swap_checkpoints(service, client, list(genesis.roster), result)
     result.requests = client.requests
     result.in_sync = todo.in_sync and not result.forks
     return result
+
+
+@dataclass
+class SyncOutcome:
+    """What :func:`sync_until_in_sync` did with one peer, all rounds together."""
+
+    rounds: int = 0
+    pulled: int = 0
+    pushed: int = 0
+    forks: int = 0
+    requests: int = 0
+    in_sync: bool = False
+    stalled: bool = False
+    """A round moved nothing and the two nodes still differ: the peer cannot give
+    (or take) more now."""
+    lacking: int = 0
+    """Entries either side still lacked, by the last round's frontiers."""
+    last: RoundResult | None = None
+
+
+def lacking(local: dict[bytes, int], remote: dict[bytes, int]) -> tuple[int, int]:
+    """Entries (this node lacks, the peer lacks) between two frontiers (seq per
+    author), counted over every author either holds."""
+    here = sum(max(0, seq - local.get(a, 0)) for a, seq in remote.items())
+    there = sum(max(0, seq - remote.get(a, 0)) for a, seq in local.items())
+    return here, there
+
+
+async def sync_until_in_sync(service: NodeService, session: aiohttp.ClientSession, url: str,
+                             *, once: bool = False,
+                             on_round: Callable[[SyncOutcome], None] | None = None
+                             ) -> SyncOutcome:
+    """Rounds with the peer at ``url`` until the two are in sync (one round with
+    ``once``), or until a round moves nothing while they still differ
+    (:attr:`SyncOutcome.stalled`: nothing pulled, nothing the peer stored, no fork
+    proof). ``on_round`` sees the outcome after each round.
+    Raises :class:`PeerError` (what earlier rounds stored stays stored)."""
+    outcome = SyncOutcome()
+    node = service.node
+    while True:
+        r = await sync_round(service, session, url)
+        outcome.rounds += 1
+        outcome.pulled += r.pulled
+        outcome.pushed += r.pushed
+        outcome.forks += r.forks
+        outcome.requests += r.requests
+        outcome.in_sync = r.in_sync
+        outcome.last = r
+        local = {a: seq for a, (seq, _) in (await service.read(node.frontier)).items()}
+        outcome.lacking = sum(lacking(local, r.remote_frontier))
+        if on_round is not None:
+            on_round(outcome)
+        if r.in_sync or once:
+            return outcome
+        if not (r.pulled or r.stored_there or r.forks):
+            outcome.stalled = True
+            return outcome
 
 
 async def _swap_checkpoints(service: NodeService, client: PeerClient, roster: list[bytes],

@@ -9,6 +9,7 @@ Layout::
     DIR/genesis.json   the federation joined (after ``disco join``)
     DIR/ledger.sqlite  the embedded store (SQLite backend)
     DIR/lab.lock       held (flock) by the process appending to the LAB's own feed
+    DIR/serve.lock     held (flock) by the running ``disco serve``; holds its pid
     DIR/checked.json   the outcome of the last full check of the store:
                        {"at": ISO 8601 UTC, "ok": bool, "problems": int,
                         "by": "init" | "verify" | "rebuild" | "audit" | "catch-up"}
@@ -39,6 +40,7 @@ KEY = "lab.key"
 GENESIS = "genesis.json"
 SQLITE = "ledger.sqlite"
 LOCK = "lab.lock"
+SERVE_LOCK = "serve.lock"
 CHECKED = "checked.json"
 WRITER_WAIT_S = 30.0
 """How long a writer waits for another process appending to the same feed."""
@@ -51,6 +53,36 @@ except ImportError:  # not on Windows: writers there rely on the store's retry a
 
 class HomeError(NodeError):
     """The home folder is missing, foreign or damaged; the message says which."""
+
+
+class NodeRunning(NodeError):
+    """Another ``disco serve`` holds this home (:meth:`Home.serve_lock`)."""
+
+
+def _open_lock(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:
+        raise HomeError(f"cannot open {path}: {e.strerror}") from None
+
+
+def _flock(fd: int, wait_s: float) -> bool:
+    """Take an exclusive ``flock`` on ``fd``, waiting at most ``wait_s`` seconds (0:
+    one try) for another holder; False when it could not. (Always True where there
+    is no ``flock``.)"""
+    if fcntl is None:
+        return True
+    deadline = time.monotonic() + wait_s
+    pause = 0.002
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
 
 @dataclass(frozen=True)
@@ -178,26 +210,34 @@ class Home:
         process: a writer that dies releases it.
         """
         path = self.path / LOCK
+        fd = _open_lock(path)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as e:
-            raise HomeError(f"cannot open {path}: {e.strerror}") from None
+            if not _flock(fd, wait_s):
+                raise TimeoutError(
+                    f"another disco process has been writing to this LAB's "
+                    f"feed for over {wait_s:g} s (it holds {path}); "
+                    "try again when it has finished")
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    @contextmanager
+    def serve_lock(self) -> Iterator[None]:
+        """Hold this home's serve lock (``flock`` on DIR/serve.lock, which then holds
+        the pid) for the block: one ``disco serve`` per home. Raises
+        :class:`NodeRunning` at once when another process holds it. The lock goes
+        with the process: a node that dies releases it."""
+        path = self.path / SERVE_LOCK
+        fd = _open_lock(path)
         try:
-            if fcntl is not None:
-                deadline = time.monotonic() + wait_s
-                pause = 0.002
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() >= deadline:
-                            raise TimeoutError(
-                                f"another disco process has been writing to this LAB's "
-                                f"feed for over {wait_s:g} s (it holds {path}); "
-                                "try again when it has finished") from None
-                        time.sleep(pause)
-                        pause = min(pause * 2, 0.05)
+            if not _flock(fd, 0.0):
+                try:
+                    pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                except OSError:
+                    pid = "unknown"
+                raise NodeRunning(f"another disco serve is running on this home (pid {pid})")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             yield
         finally:
             os.close(fd)  # releases the lock

@@ -11,7 +11,7 @@ if another writer got there first.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +23,8 @@ from federation.intake import Intake, Verdict
 from federation.ledger import Ledger
 from node.errors import NodeError
 from node.home import WRITER_WAIT_S, Home, load_genesis_file
-from node.projection import LedgerProjection, Skipped
-from node.store import SIGNATURE_CHUNK, FeedStore, Problem, SeqTaken, verify_pool
+from node.projection import PROGRESS_EVERY, LedgerProjection, Skipped
+from node.store import SIGNATURE_CHUNK, FeedStore, Problem, SeqTaken, StoreCheck, verify_pool
 from protocol.entry import Entry, Ref, check_signature, decode_entry, sign_entry
 from protocol.errors import BadSignatureError, WrongAuthorError, WrongFederationError
 from protocol.keys import Signer
@@ -285,15 +285,17 @@ class LabNode:
 
     # -- reading ---------------------------------------------------------------
 
-    def ledger(self) -> Ledger:
-        """The federation ledger, caught up with everything this node stores."""
+    def ledger(self, progress: Callable[[int], None] | None = None) -> Ledger:
+        """The federation ledger, caught up with everything this node stores;
+        ``progress`` as in :meth:`LedgerProjection.catch_up`."""
         genesis = self.require_genesis()
         projection = LedgerProjection(self.store, genesis)
         if self._ledger is None:
-            self._ledger, self._position = projection.catch_up()
+            self._ledger, self._position = projection.catch_up(progress=progress)
             self._note_check(projection)
         elif self._position < self.store.max_notification_id():
-            self._ledger, self._position = projection.catch_up(self._ledger, self._position)
+            self._ledger, self._position = projection.catch_up(self._ledger, self._position,
+                                                               progress=progress)
         return self._ledger
 
     def _note_check(self, projection: LedgerProjection, by: str = "catch-up") -> None:
@@ -306,13 +308,14 @@ class LabNode:
             self.home.record_check(ok=not problems and not skipped.held, problems=problems,
                                    by=by)
 
-    def rebuild(self) -> Ledger:
+    def rebuild(self, progress: Callable[[int], None] | None = None) -> Ledger:
         """Recompute the ledger from nothing over the whole log (and save it),
         checking every entry before applying it: :attr:`skipped` then lists what
         failed and which feeds are held before it. The outcome is noted in the home
-        (:meth:`Home.record_check`)."""
+        (:meth:`Home.record_check`). ``progress`` as in
+        :meth:`LedgerProjection.catch_up`."""
         projection = LedgerProjection(self.store, self.require_genesis())
-        self._ledger, self._position = projection.rebuild(verify=True)
+        self._ledger, self._position = projection.rebuild(verify=True, progress=progress)
         self._note_check(projection, "rebuild")
         return self._ledger
 
@@ -359,12 +362,23 @@ class LabNode:
         for a in [author] if author else self.feeds():
             yield from self.store.read_feed(a)
 
-    def verify(self) -> list[Problem]:
+    def verify(self, progress: Callable[[int], None] | None = None) -> list[Problem]:
         """Every problem in the store (empty when sound). The outcome is noted in the
-        home (:meth:`Home.record_check`)."""
+        home (:meth:`Home.record_check`). ``progress``, if given, is called with the
+        notification id reached every :data:`PROGRESS_EVERY` rows."""
         genesis = self.require_genesis()
-        problems = list(self.store.verify(genesis.federation_id,
-                                          [lab.id for lab in genesis.labs]))
+        roster = [lab.id for lab in genesis.labs]
+        if progress is None:
+            problems = list(self.store.verify(genesis.federation_id, roster))
+        else:
+            check = StoreCheck(genesis.federation_id, roster)  # as FeedStore.verify
+            problems = []
+            for nid, originator, version, raw in self.store.notifications():
+                if nid % PROGRESS_EVERY == 0:
+                    progress(nid)
+                found = check.row(originator, version, raw)
+                if isinstance(found, Problem):
+                    problems.append(found)
         self.home.record_check(ok=not problems, problems=len(problems), by="verify")
         return problems
 

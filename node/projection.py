@@ -56,6 +56,9 @@ VERIFY_BATCH = 2048
 RECENT = 8192
 """A catch-up keeps at hand the last RECENT to 2 x RECENT entries it has passed."""
 
+PROGRESS_EVERY = 1000
+"""A catch-up with a ``progress`` callback calls it every this many notifications."""
+
 
 @dataclass
 class StoreFeeds:
@@ -203,6 +206,7 @@ class LedgerProjection:
         self.read_ahead_min = read_ahead_min
         self.skipped: Skipped | None = None
         """What the last verified catch-up skipped (None when it trusted the entries)."""
+        self.progress: Callable[[int], None] | None = None
 
     def load(self) -> tuple[Ledger, int]:
         """The saved ledger and its position; a fresh one if none (or if damaged)."""
@@ -216,14 +220,18 @@ class LedgerProjection:
 
     def catch_up(self, ledger: Ledger | None = None, position: int = 0,
                  checkpoint_every: int = CHECKPOINT_EVERY, *,
-                 verify: bool | None = None) -> tuple[Ledger, int]:
+                 verify: bool | None = None,
+                 progress: Callable[[int], None] | None = None) -> tuple[Ledger, int]:
         """Feed every notification after the saved position to the ledger and save it.
 
         Saves every ``checkpoint_every`` notifications and at the end. Returns the
         ledger and its new position. ``verify`` checks each entry before applying it
         (see the module's notes); by default only a catch-up that finds no saved
-        ledger (or a damaged one) to start from does.
+        ledger (or a damaged one) to start from does. ``progress``, if given, is
+        called with the notification id reached every :data:`PROGRESS_EVERY`
+        notifications (from the thread that catches up).
         """
+        self.progress = progress
         try:
             with _collector_paused():
                 return self._catch_up(ledger, position, checkpoint_every, verify)
@@ -248,8 +256,13 @@ class LedgerProjection:
         feed: dict[str, bool] = {}  # is_feed of the few originators there are
         notifications = rows(self.store, position, read_ahead_min=self.read_ahead_min)
         new_fork = False
+        progress = self.progress
+        report_at = position + PROGRESS_EVERY if progress is not None else float("inf")
         try:
             for nid, originator, version, raw in notifications:
+                if nid >= report_at:
+                    progress(nid)  # type: ignore[misc]
+                    report_at = nid + PROGRESS_EVERY
                 if originator == FORKS:
                     if any(a not in ledger.frozen for a in self.store.fork_proofs()):
                         new_fork = True
@@ -297,9 +310,12 @@ class LedgerProjection:
         waiting: tuple[Batch, Callable[[], list[bool]]] | None = None
         notifications = rows(self.store, position, read_ahead_min=self.read_ahead_min)
         new_fork = False
+        progress = self.progress
 
         def apply(batch: Batch, signatures: Callable[[], list[bool]]) -> None:
             nonlocal position, since_save, saved
+            if progress is not None and batch:
+                progress(batch[0][0])
             sound = iter(signatures())
             for nid, originator, version, found in batch:
                 if isinstance(found, Entry) and not next(sound):
@@ -362,14 +378,16 @@ class LedgerProjection:
         self.store.save_view(VIEW, position, state,
                              canonical.encode(summary_of(ledger, position, state)))
 
-    def rebuild(self, *, verify: bool = False) -> tuple[Ledger, int]:
+    def rebuild(self, *, verify: bool = False,
+                progress: Callable[[int], None] | None = None) -> tuple[Ledger, int]:
         """Recompute the ledger from nothing over the whole log, and save it.
 
         ``verify`` checks every entry first and skips what fails (``disco rebuild``;
         :attr:`skipped` says what); without it the stored entries are trusted.
         """
         frozen = {a: p.seq for a, p in self.store.fork_proofs().items()}
-        return self.catch_up(Ledger(self.genesis, self.feeds, frozen), 0, verify=verify)
+        return self.catch_up(Ledger(self.genesis, self.feeds, frozen), 0, verify=verify,
+                             progress=progress)
 
     def summary(self) -> dict[str, Any]:
         """The saved summary, caught up first if the log has moved on."""

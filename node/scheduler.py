@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
@@ -43,6 +44,7 @@ async def run_round(service: NodeService, session: aiohttp.ClientSession, url: s
         service.log(f"sync with {url} failed here: {type(e).__name__}: {e}")
     else:
         service.gossip.succeeded(url, loop.time(), wall=time.time())
+        service.peer_frontiers[url] = result.remote_frontier
         if result.pulled or result.forks:
             service.nudge()  # relay what we learned
             try:
@@ -53,6 +55,28 @@ async def run_round(service: NodeService, session: aiohttp.ClientSession, url: s
         service.save_peer_state()
     except OSError as e:  # e.g. out of descriptors: the next round writes it again
         service.log(f"cannot save the peer state: {e}")
+
+
+CATCH_UP_LOG_S = 5.0
+"""While ``serve`` catches the ledger up at start, a log line at most this often."""
+
+
+def catch_up_log(service: NodeService, every_s: float = CATCH_UP_LOG_S
+                 ) -> Callable[[int], None]:
+    """A ``progress`` callback for the ledger's catch-up that logs "catching up: N of
+    M entries" at its first report, then every ``every_s`` seconds at most (M: the
+    store's notifications when the catch-up starts)."""
+    total = service.node.store.max_notification_id()
+    next_at = time.monotonic()  # the first report at once
+
+    def progress(done: int) -> None:
+        nonlocal next_at
+        now = time.monotonic()
+        if now >= next_at:
+            next_at = now + every_s
+            service.log(f"catching up: {done} of {total} entries")
+
+    return progress
 
 
 async def schedule(service: NodeService, stop: asyncio.Event) -> None:
@@ -118,7 +142,7 @@ async def serve(service: NodeService, host: str, port: int, limits: Limits | Non
                                         host, port, backlog=BACKLOG, reuse_address=True)
     bound = listener.sockets[0].getsockname()
     service.url = f"http://{host}:{bound[1]}"
-    await service.write(service.node.ledger)
+    await service.write(service.node.ledger, catch_up_log(service))
     service.log(f"disco node {service.home.name!r} listening on {service.url}")
     service.log(f"limits: {cap} connections, bodies up to {limits.max_body} bytes "
                 f"({limits.body_budget} in flight), idle timeout {limits.idle_timeout:g} s, "

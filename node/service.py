@@ -12,11 +12,12 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from federation.genesis import Genesis
 from federation.gossip import Gossip
 from node.auth import ReplayMemory, RequestVerifier
 from node.checkpoints import CheckpointBook
@@ -71,6 +72,8 @@ class NodeService:
     peer_locks: dict[bytes, asyncio.Semaphore] = field(default_factory=dict)
     peer_labs: dict[str, bytes] = field(default_factory=dict)
     """URL -> the LAB id its node answered with (signed requests name it)."""
+    peer_frontiers: dict[str, dict[bytes, int]] = field(default_factory=dict)
+    """URL -> the peer's frontier (seq per author) as the last round left it."""
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the schedule changed (a nudge): the scheduler looks at once."""
     url: str | None = None
@@ -91,6 +94,13 @@ class NodeService:
                       Gossip(interval=max(0.5, interval)))
         service.gossip.set_peers(load_peers(home))
         for url, state in load_peer_state(home).items():
+            if not isinstance(state, dict):
+                continue
+            if "frontier" in state:
+                service.peer_frontiers[url] = _frontier_of(state)
+            known = service.gossip.peers.get(url)
+            if known is not None and isinstance(state.get("last_contact"), (int, float)):
+                known.last_contact = float(state["last_contact"])
             try:
                 lab = bytes.fromhex(state["lab"])
             except (TypeError, KeyError, ValueError):
@@ -116,14 +126,23 @@ class NodeService:
     def peer_slot(self, lab: bytes, per_peer: int = 2) -> asyncio.Semaphore:
         return self.peer_locks.setdefault(lab, asyncio.Semaphore(per_peer))
 
-    def save_peer_state(self) -> None:
+    def save_peer_state(self, only: Iterable[str] | None = None) -> None:
+        """Write what the schedule knows of each peer to ``peer-state.json``: its LAB,
+        last contact, failures, last error and frontier (seq per author, hex). With
+        ``only``, just those peers are written over the file as it is (``disco
+        sync`` beside a running node)."""
+        keep = None if only is None else set(only)
         state = {
             url: {"lab": lab.hex() if (lab := self.peer_labs.get(url)) else None,
                   "last_contact": p.last_contact, "failures": p.failures,
-                  "last_error": p.last_error}
-            for url, p in self.gossip.peers.items()
+                  "last_error": p.last_error,
+                  **({"frontier": {a.hex(): seq for a, seq in sorted(frontier.items())}}
+                     if (frontier := self.peer_frontiers.get(url)) is not None else {})}
+            for url, p in self.gossip.peers.items() if keep is None or url in keep
         }
-        tmp = self.home.path / (PEER_STATE + ".tmp")
+        if keep is not None:
+            state = {**load_peer_state(self.home), **state}
+        tmp = self.home.path / f"{PEER_STATE}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
         tmp.replace(self.home.path / PEER_STATE)
 
@@ -142,12 +161,67 @@ def fork_line(author: bytes, seq: int, how: str) -> str:
     return f"fork {how} in the feed of {author.hex()} at seq {seq}: feed frozen"
 
 
+def _frontier_of(state: dict[str, Any]) -> dict[bytes, int]:
+    """The frontier kept in a peer's state (``{author hex: seq}``); {} when none."""
+    out = {}
+    value = state.get("frontier")
+    for author, seq in (value.items() if isinstance(value, dict) else []):
+        try:
+            lab = bytes.fromhex(author)
+        except (TypeError, ValueError):
+            continue
+        if len(lab) == 32 and type(seq) is int and seq >= 0:
+            out[lab] = seq
+    return out
+
+
+def _with_lag(peer: dict[str, Any], genesis: Genesis, held: dict[bytes, int]
+              ) -> dict[str, Any]:
+    """A peer's status with its roster name and, once its frontier is known, the
+    entries each side lacks: in total (``we_lack``, ``they_lack``) and per feed
+    (``lag: {lab_id: {we_lack, they_lack}}``, feeds that differ only)."""
+    out = dict(peer)
+    try:
+        lab = bytes.fromhex(str(peer.get("lab")))
+    except ValueError:
+        lab = b""
+    out["name"] = genesis.lab_name(lab) if genesis.is_member(lab) else None
+    if "frontier" not in peer:
+        out.update(we_lack=None, they_lack=None, lag={})
+        return out
+    theirs = _frontier_of(peer)
+    lag = {}
+    for author in sorted({*held, *theirs}):
+        we, they = theirs.get(author, 0) - held.get(author, 0), 0
+        if we < 0:
+            we, they = 0, -we
+        if we or they:
+            lag[author.hex()] = {"we_lack": we, "they_lack": they}
+    out.update(we_lack=sum(v["we_lack"] for v in lag.values()),
+               they_lack=sum(v["they_lack"] for v in lag.values()), lag=lag)
+    return out
+
+
 def status_of(node: LabNode, peers: list[dict[str, Any]]) -> dict[str, Any]:
-    """The status document (``disco status --json`` and ``GET /v1/status``)."""
+    """The status document (``disco status --json`` and ``GET /v1/status``).
+
+    Beside the frontier: ``roster`` (each LAB's name and the seq held of its feed),
+    ``peers`` with their names and what each side lacks (:func:`_with_lag`), and
+    ``lag`` per feed: the most entries a peer holds that this node lacks
+    (``we_lack``) and the most this node holds that a peer lacks (``peers_lack``),
+    by the frontiers the peers last showed."""
     genesis = node.require_genesis()
     summary = node.summary()
     forks = node.store.fork_proofs()
     frontier = node.frontier()
+    held = {a: s for a, (s, _) in frontier.items()}
+    peers = [_with_lag(p, genesis, held) for p in peers]
+    feed_lag: dict[str, dict[str, int]] = {}
+    for p in peers:
+        for author, lag in p["lag"].items():
+            row = feed_lag.setdefault(author, {"we_lack": 0, "peers_lack": 0})
+            row["we_lack"] = max(row["we_lack"], lag["we_lack"])
+            row["peers_lack"] = max(row["peers_lack"], lag["they_lack"])
     return {
         "lab_id": node.lab_id.hex(),
         "name": node.home.name,
@@ -165,6 +239,9 @@ def status_of(node: LabNode, peers: list[dict[str, Any]]) -> dict[str, Any]:
         "invalid": summary["invalid"],
         "pending": summary["pending"],
         "verified": node.home.last_check(),
+        "roster": [{"lab": lab.id.hex(), "name": lab.name, "seq": held.get(lab.id, 0)}
+                   for lab in genesis.labs],
+        "lag": feed_lag,
     }
 
 

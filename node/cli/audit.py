@@ -6,7 +6,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import click
 
@@ -17,7 +17,9 @@ from node.bundle import export_bundle
 from node.checkpoints import CheckpointBook, leaf_hashes
 from node.cli.common import (
     EXIT_UNUSABLE,
+    PROGRESS_EVERY,
     Failure,
+    Update,
     emit,
     examples,
     home_path,
@@ -25,6 +27,8 @@ from node.cli.common import (
     now_us,
     open_node,
     parse_lab_id,
+    progress_bar,
+    shows_progress,
 )
 from node.home import Home
 from protocol import merkle
@@ -49,19 +53,41 @@ from protocol.proofs import (
 @examples("  disco export --out cj-2026-11.bundle --redact ana")
 def export(ctx: click.Context, out: Path, authors: tuple[str, ...], member: str | None,
            as_json: bool) -> None:
-    """Write an offline bundle: genesis, feeds, checkpoints, fork proofs."""
+    """Write an offline bundle: genesis, feeds, checkpoints, fork proofs.
+
+    A progress bar shows on a terminal (not with --json)."""
     labs = [parse_lab_id(a) for a in authors] or None
     with open_node(ctx, writer=True) as node:
         try:
             f = out.open("xb")
         except FileExistsError:
             raise Failure(f"{out} exists; not overwriting it", EXIT_UNUSABLE) from None
-        with f:
-            count = export_bundle(node, f, now_us(), authors=labs, redact_member=member)
+        bar = shows_progress(as_json)
+        total = sum(node.store.head(a)[0] for a in labs or node.feeds()) if bar else None
+        with f, progress_bar("exporting", total, enabled=bar) as update:
+            sink = cast(BinaryIO, _Counted(f, update)) if bar else f
+            count = export_bundle(node, sink, now_us(), authors=labs, redact_member=member)
     if as_json:
         emit({"entries": count, "file": str(out)})
     else:
         click.echo(f"{count} entries written to {out}")
+
+
+class _Counted:
+    """A bundle file that counts the records written to it (one write each) for a
+    progress bar."""
+
+    def __init__(self, f: BinaryIO, update: Update) -> None:
+        self.f, self.update, self.records = f, update, 0
+
+    def write(self, data: bytes) -> int:
+        self.records += 1
+        if self.records % PROGRESS_EVERY == 0:
+            self.update(self.records)
+        return self.f.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.f, name)
 
 
 def _print_report(report: AuditReport, as_json: bool) -> None:
@@ -82,18 +108,17 @@ def _print_report(report: AuditReport, as_json: bool) -> None:
         click.echo(f"  {where:<22} {v.code:<22} {v.message}")
 
 
-def _audit_file(f: BinaryIO, size: int) -> AuditReport:
+def _audit_file(f: BinaryIO, size: int, as_json: bool) -> AuditReport:
     """Audit the bundle in ``f`` with its signatures checked on every core (the
-    workers start before the progress bar's thread)."""
+    workers start before the progress bar's thread); a bar on a terminal, not with
+    ``--json``, for a bundle of 1 MiB or more."""
     with SignatureWorkers.for_bundle(f) as workers:
-        if not sys.stderr.isatty() or size < 4 << 20:
+        bar = shows_progress(as_json) and size >= 1 << 20
+        if not bar:
             return audit_bundle(f, check_signatures=workers)
-        from rich.progress import Progress
-
-        with Progress(transient=True) as progress:
-            task = progress.add_task("auditing", total=size)
+        with progress_bar("auditing", size, enabled=True) as update:
             return audit_bundle(f, check_signatures=workers,
-                                progress=lambda _: progress.update(task, completed=f.tell()))
+                                progress=lambda _: update(f.tell()))
 
 
 @click.command()
@@ -124,9 +149,9 @@ def audit(ctx: click.Context, file: Path | None, proof: Path | None, key: str | 
             return
         if file is not None:
             with _open(file) as f:
-                report = _audit_file(f, file.stat().st_size)
+                report = _audit_file(f, file.stat().st_size, as_json)
         else:
-            report = _audit_home(ctx)
+            report = _audit_home(ctx, as_json)
             Home.open(home_path(ctx)).record_check(ok=report.ok,
                                                    problems=len(report.violations),
                                                    by="audit")
@@ -144,7 +169,7 @@ def _open(path: Path) -> BinaryIO:
         raise Failure(f"{path}: {e.strerror}", EXIT_UNUSABLE) from None
 
 
-def _audit_home(ctx: click.Context) -> AuditReport:
+def _audit_home(ctx: click.Context, as_json: bool) -> AuditReport:
     if not os.environ.get("DISCO_HOME") and ctx.find_root().params.get("home") is None:
         raise click.UsageError("give a bundle FILE or --home DIR")
     home_path(ctx)
@@ -153,7 +178,7 @@ def _audit_home(ctx: click.Context) -> AuditReport:
             export_bundle(node, f, now_us())
         size = f.tell()
         f.seek(0)
-        return _audit_file(f, size)
+        return _audit_file(f, size, as_json)
 
 
 def _read(path: Path) -> bytes:

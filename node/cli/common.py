@@ -163,6 +163,62 @@ def warn_unchecked(home: Home) -> dict[str, Any] | None:
     return home.last_check()
 
 
+PROGRESS_EVERY = 1000
+"""Library loops report their progress every this many entries (cheap)."""
+
+
+def shows_progress(as_json: bool = False) -> bool:
+    """True when a command may draw a progress bar: stderr is a terminal and the
+    output is not ``--json``."""
+    return not as_json and sys.stderr.isatty()
+
+
+Update = Callable[..., None]
+"""``update(done)`` or ``update(done, total)``: a progress bar's new position."""
+
+
+@contextmanager
+def progress_bar(label: str, total: int | None, *, enabled: bool) -> Iterator[Update]:
+    """A progress bar on stderr for the block, gone when it ends; yields
+    ``update(done, total=None)`` (a new ``total`` when it changed), which a library
+    loop may call from any thread. When not ``enabled`` (see :func:`shows_progress`)
+    nothing is drawn and ``update`` does nothing."""
+    if not enabled:
+        yield lambda done, total=None: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(label, total=total or None)
+        most = [total or 0]
+
+        def update(done: int, total: int | None = None) -> None:
+            if total is not None:
+                most[0] = total
+                progress.update(task, total=total or None)
+            progress.update(task, completed=min(done, most[0]) if most[0] else done)
+
+        yield update
+
+
+def ago(then: float | None, now: float | None = None) -> str:
+    """A time as a person reads it: "never", "just now", "40 s ago", "2 min ago",
+    "3 h ago", "5 days ago" (``then`` and ``now`` in seconds since the epoch)."""
+    if then is None:
+        return "never"
+    seconds = int((time.time() if now is None else now) - then)
+    if seconds < 10:
+        return "just now" if seconds > -10 else "in the future (check the clock)"
+    if seconds < 60:
+        return f"{seconds} s ago"
+    minutes = seconds // 60
+    if minutes < 120:
+        return f"{minutes} min ago"
+    hours = minutes // 60
+    return f"{hours} h ago" if hours < 48 else f"{hours // 24} days ago"
+
+
 def parse_hours(text: str) -> int:
     """``2.5`` or ``2:30`` -> 150 minutes. Raises click.BadParameter."""
     text = text.strip()

@@ -9,7 +9,15 @@ import click
 
 from federation.errors import RuleViolation
 from federation.kinds import entry_body
-from node.cli.common import emit, examples, json_option, open_node, parse_lab_id
+from node.cli.common import (
+    emit,
+    examples,
+    json_option,
+    open_node,
+    parse_lab_id,
+    progress_bar,
+    shows_progress,
+)
 from protocol.entry import Entry
 
 
@@ -66,9 +74,13 @@ def log(ctx: click.Context, author: str | None, as_json: bool) -> None:
 @click.pass_context
 @examples("  disco --home ./farm verify")
 def verify(ctx: click.Context, as_json: bool) -> None:
-    """Check the local store: every signature, chain link and seq. Exit 1 on a problem."""
+    """Check the local store: every signature, chain link and seq. Exit 1 on a problem.
+
+    A progress bar shows on a terminal (not with --json)."""
     with open_node(ctx) as node:
-        problems = node.verify()
+        total = node.store.max_notification_id()
+        with progress_bar("verifying", total, enabled=shows_progress(as_json)) as update:
+            problems = node.verify(update)
     if as_json:
         emit({"ok": not problems, "problems": [p.as_json() for p in problems]})
     elif not problems:

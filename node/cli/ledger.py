@@ -23,6 +23,8 @@ from node.cli.common import (
     open_node,
     parse_amount,
     parse_lab_id,
+    progress_bar,
+    shows_progress,
     warn_unchecked,
 )
 from node.cli.entries import _report
@@ -297,10 +299,13 @@ def rebuild(ctx: click.Context, as_json: bool) -> None:
 
     Every entry is checked before it is applied (signature, chain link, body hash,
     seq: what 'disco verify' checks). An entry that fails is skipped and named,
-    with the later entries of its feed; the exit code is then 1.
+    with the later entries of its feed; the exit code is then 1. A progress bar shows
+    on a terminal (not with --json).
     """
     with open_node(ctx) as node:
-        digest = node.rebuild().digest().hex()
+        total = node.store.max_notification_id()
+        with progress_bar("rebuilding", total, enabled=shows_progress(as_json)) as update:
+            digest = node.rebuild(update).digest().hex()
         skipped = node.skipped
     assert skipped is not None
     report = skipped.as_json()

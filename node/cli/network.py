@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from typing import Any
 from urllib.parse import urlparse
 
 import aiohttp
 import click
 
-from node.cli.common import emit, examples, home_path, json_option, load_signer, warn_unchecked
-from node.client import PeerError, sync_round
+from node.cli.common import (
+    Failure,
+    ago,
+    emit,
+    examples,
+    home_path,
+    json_option,
+    load_signer,
+    progress_bar,
+    shows_progress,
+    warn_unchecked,
+)
+from node.client import PeerError, SyncOutcome, sync_until_in_sync
 from node.home import Home
 from node.limits import Limits
 from node.service import NodeService, load_peers, peer_status, save_peers, status_of
@@ -60,8 +72,9 @@ def serve(ctx: click.Context, listen: str, max_connections: int, max_body: int,
           body_budget: int, idle_timeout: float, body_timeout: float) -> None:
     """Run the node: the sync API, the status API and gossip with peers.
 
-    The limits protect the node from hostile peers and strangers (docs/sync.md,
-    "Under attack")."""
+    One node per home: a second 'disco serve' on the same folder is refused (exit 1).
+    At start it logs how far the ledger's catch-up has come. The limits protect the
+    node from hostile peers and strangers (docs/sync.md, "Under attack")."""
     from node.scheduler import serve as run
 
     host, port = _listen(listen)
@@ -69,15 +82,17 @@ def serve(ctx: click.Context, listen: str, max_connections: int, max_body: int,
         raise click.BadParameter("must be at least --max-body", param_hint="--body-budget")
     limits = Limits(max_body=max_body, body_budget=body_budget, body_timeout=body_timeout,
                     idle_timeout=idle_timeout, max_connections=max_connections)
-    service = _service(ctx)
-    warn_unchecked(service.home)
-    service.log = lambda line: print(line, flush=True)
-    try:
-        asyncio.run(run(service, host, port, limits))
-    except OSError as e:
-        raise click.ClickException(f"cannot listen on {listen}: {e.strerror}") from None
-    finally:
-        service.close()
+    home = Home.open(home_path(ctx))
+    with home.serve_lock():  # one node per home: a second serve stops here
+        service = _service(ctx)
+        warn_unchecked(service.home)
+        service.log = lambda line: print(line, flush=True)
+        try:
+            asyncio.run(run(service, host, port, limits))
+        except OSError as e:
+            raise Failure(f"cannot listen on {listen}: {e.strerror}") from None
+        finally:
+            service.close()
 
 
 @click.group()
@@ -118,7 +133,7 @@ def peer_remove(ctx: click.Context, url: str, as_json: bool) -> None:
     home = Home.open(home_path(ctx))
     peers = load_peers(home)
     if url.rstrip("/") not in peers:
-        raise click.ClickException(f"{url} is not a peer of this node")
+        raise Failure(f"{url} is not a peer of this node")
     save_peers(home, [p for p in peers if p != url.rstrip("/")])
     _print_peers(home, as_json)
 
@@ -138,36 +153,88 @@ def _print_peers(home: Home, as_json: bool) -> None:
         emit({"peers": peers})
         return
     for p in peers:
-        click.echo(f"{p['url']}  failures={p.get('failures', 0)}  "
-                   f"last_contact={p.get('last_contact')}")
+        click.echo(f"{p['url']}  last contact {ago(p.get('last_contact'))}  "
+                   f"failures {p.get('failures', 0)}")
+
+
+def _peer_name(service: NodeService, url: str) -> str:
+    """``NAME (URL)`` once the LAB at ``url`` is known, else the URL."""
+    lab = service.peer_labs.get(url)
+    genesis = service.node.require_genesis()
+    return f"{genesis.lab_name(lab)} ({url})" if lab and genesis.is_member(lab) else url
+
+
+def _sync_line(r: dict[str, Any]) -> str:
+    rounds = f"{r['rounds']} round{'s' if r['rounds'] != 1 else ''}"
+    moved = f"pulled {r['pulled']}, pushed {r['pushed']}"
+    if r["forks"]:
+        moved += f", {r['forks']} fork proof(s)"
+    if r["in_sync"]:
+        return f"{r['peer']}: in sync ({moved} in {rounds})"
+    return (f"{r['peer']}: not in sync yet ({moved} in {rounds}; {r['lacking']} entries "
+            "left; run 'disco sync' again)")
 
 
 @click.command()
 @click.argument("urls", nargs=-1)
+@click.option("--once", is_flag=True,
+              help="One round per peer (at most 5000 entries pulled), as the gossip does.")
 @json_option
 @click.pass_context
-@examples("  disco sync                       # every configured peer, once\n"
-          "  disco sync http://10.0.0.5:8750")
-def sync(ctx: click.Context, urls: tuple[str, ...], as_json: bool) -> None:
-    """One sync round now with the given peers (default: all configured peers)."""
+@examples("  disco sync                       # every configured peer, until in sync\n"
+          "  disco sync http://10.0.0.5:8750\n"
+          "  disco sync --once --json")
+def sync(ctx: click.Context, urls: tuple[str, ...], once: bool, as_json: bool) -> None:
+    """Sync with the given peers (default: all configured peers) until in sync.
+
+    Runs rounds with each peer until both hold the same entries, then prints one
+    line per peer: what was pulled and pushed, in how many rounds. A progress bar
+    shows on a terminal (not with --json). Exit 1 when a peer fails, or when a
+    round moves nothing while the two still differ (the peer cannot give more)."""
     service = _service(ctx)
     targets = [_check_url(u) for u in urls] or load_peers(service.home)
     if not targets:
         service.close()
-        raise click.ClickException("no peers: give a URL or run 'disco peer add URL'")
+        raise Failure("no peers: give a URL or run 'disco peer add URL'")
+    bar = shows_progress(as_json)
+
+    async def one(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+        seen = SyncOutcome()
+        loop = asyncio.get_running_loop()
+
+        def on_round(outcome: SyncOutcome) -> None:
+            nonlocal seen
+            seen = outcome
+            done = outcome.pulled + outcome.pushed
+            update(done, done + outcome.lacking)
+
+        with progress_bar(f"sync {url}", None, enabled=bar) as update:
+            try:
+                o = await sync_until_in_sync(service, session, url, once=once,
+                                             on_round=on_round)
+            except PeerError as e:
+                service.gossip.failed(url, loop.time(), str(e))
+                return {"url": url, "peer": _peer_name(service, url), "ok": False,
+                        "error": str(e), "pulled": seen.pulled, "pushed": seen.pushed,
+                        "rounds": seen.rounds}
+        service.gossip.succeeded(url, loop.time(), wall=time.time())
+        if o.last is not None:
+            service.peer_frontiers[url] = o.last.remote_frontier
+        return {"url": url, "peer": _peer_name(service, url), "ok": not o.stalled,
+                "pulled": o.pulled, "pushed": o.pushed, "forks": o.forks,
+                "in_sync": o.in_sync, "requests": o.requests, "rounds": o.rounds,
+                "lacking": o.lacking, "stalled": o.stalled}
 
     async def run() -> list[dict[str, Any]]:
-        out = []
         async with aiohttp.ClientSession() as session:
-            for url in targets:
-                try:
-                    r = await sync_round(service, session, url)
-                    out.append({"url": url, "ok": True, "pulled": r.pulled,
-                                "pushed": r.pushed, "forks": r.forks, "in_sync": r.in_sync,
-                                "requests": r.requests})
-                except PeerError as e:
-                    out.append({"url": url, "ok": False, "error": str(e)})
-        await service.write(service.node.ledger)
+            out = [await one(session, url) for url in targets]
+        try:
+            service.save_peer_state(only=targets)
+        except OSError as e:
+            click.echo(f"disco: warning: cannot save the peer state: {e}", err=True)
+        total = await service.read(service.node.store.max_notification_id)
+        with progress_bar("ledger", total, enabled=bar) as update:
+            await service.write(service.node.ledger, update)
         return out
 
     try:
@@ -175,11 +242,18 @@ def sync(ctx: click.Context, urls: tuple[str, ...], as_json: bool) -> None:
     finally:
         service.close()
     if as_json:
-        emit({"peers": results})
+        emit({"peers": [{k: v for k, v in r.items() if k != "peer"} for r in results]})
     else:
         for r in results:
-            click.echo(f"{r['url']}: pulled {r['pulled']}, pushed {r['pushed']}"
-                       if r["ok"] else f"{r['url']}: failed: {r['error']}")
+            if not r["ok"] and "error" in r:
+                click.echo(f"disco: sync with {r['peer']} failed: {r['error']}", err=True)
+            elif r["stalled"]:
+                click.echo(f"disco: {r['peer']}: not in sync, and a round moved nothing: "
+                           f"the peer cannot give more now ({r['lacking']} entries differ;"
+                           f" pulled {r['pulled']}, pushed {r['pushed']} in "
+                           f"{r['rounds']} rounds)", err=True)
+            else:
+                click.echo(_sync_line(r))
     if not all(r["ok"] for r in results):
         sys.exit(1)
 
@@ -189,12 +263,16 @@ def sync(ctx: click.Context, urls: tuple[str, ...], as_json: bool) -> None:
 @click.pass_context
 @examples("  disco status --json")
 def status(ctx: click.Context, as_json: bool) -> None:
-    """Identity, peers, frontier, fork proofs and the state digest."""
+    """Identity, the roster, peers, lag, fork proofs and the state digest.
+
+    For each feed of the roster: the seq held here and how far behind or ahead of
+    the peers it is; for each peer: its LAB (known after the first contact), the
+    last contact and the entries each side lacks, by the frontier the peer showed
+    in its last round."""
     from node.cli.common import open_node
 
     with open_node(ctx) as node:
         doc = status_of(node, peer_status(node.home))
-        genesis = node.require_genesis()
     doc["verified"] = warn_unchecked(node.home)
     if as_json:
         emit(doc)
@@ -202,10 +280,21 @@ def status(ctx: click.Context, as_json: bool) -> None:
     click.echo(f"LAB        {doc['name']} ({doc['lab_id']})")
     click.echo(f"federation {doc['federation_id']}")
     click.echo(f"digest     {doc['state_digest']}")
-    for lab, head in doc["frontier"].items():
-        click.echo(f"feed       {genesis.lab_name(bytes.fromhex(lab)):<16} seq {head['seq']}")
+    for lab in doc["roster"]:
+        lag = doc["lag"].get(lab["lab"], {})
+        notes = [f"{lag['we_lack']} behind a peer" if lag.get("we_lack") else "",
+                 f"a peer lacks {lag['peers_lack']}" if lag.get("peers_lack") else ""]
+        note = "; ".join(n for n in notes if n)
+        click.echo(f"feed       {lab['name']:<16} seq {lab['seq']:<7} {lab['lab'][:16]}"
+                   + (f"  ({note})" if note else ""))
     for p in doc["peers"]:
-        click.echo(f"peer       {p['url']} last contact {p.get('last_contact')} "
-                   f"failures {p.get('failures', 0)}")
+        who = f"{p['name']} ({p['url']})" if p.get("name") else p["url"]
+        line = f"peer       {who}  last contact {ago(p.get('last_contact'))}"
+        if p.get("we_lack") is not None:
+            line += (", in sync" if not (p["we_lack"] or p["they_lack"]) else
+                     f", we lack {p['we_lack']}, it lacks {p['they_lack']}")
+        if p.get("failures"):
+            line += f", {p['failures']} failure(s): {p.get('last_error')}"
+        click.echo(line)
     for f in doc["forks"]:
         click.echo(f"FORK       {f['author']} at seq {f['seq']}: feed frozen")

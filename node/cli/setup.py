@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -33,18 +37,68 @@ from node.home import Home, write_genesis_file
 @click.pass_context
 @examples("  disco --home ./farm init --name 'Freedom Farms'")
 def init(ctx: click.Context, name: str, encrypt: bool, dsn: str | None, as_json: bool) -> None:
-    """Create a LAB: a new key and node folder."""
+    """Create a LAB: a new key and node folder.
+
+    With --postgres the DSN is tried at once; with --encrypt and no terminal the
+    passphrase comes from DISCO_PASSPHRASE. Either failing creates nothing (exit 2)."""
     passphrase = None
     if encrypt:
         env = os.environ.get("DISCO_PASSPHRASE")
+        if not env and not sys.stdin.isatty():
+            raise Failure("--encrypt needs a passphrase: set DISCO_PASSPHRASE (no terminal "
+                          "to ask on)", EXIT_UNUSABLE)
         passphrase = (env or click.prompt("New passphrase", hide_input=True,
                                           confirmation_prompt=True)).encode()
+    if dsn:
+        _check_postgres(dsn)
     home, signer = Home.create(home_path(ctx), name, passphrase=passphrase, postgres_dsn=dsn)
     if as_json:
         emit({"lab_id": signer.public_key.hex(), "name": name, "home": str(home.path)})
     else:
         click.echo(f"LAB {name!r} created in {home.path}")
         click.echo(f"lab_id {signer.public_key.hex()}")
+
+
+def _check_postgres(dsn: str) -> None:
+    """Connect to ``dsn`` once; a failure is one line naming the DSN (its password
+    hidden) and the reason, exit 2."""
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        raise Failure("--postgres needs psycopg: pip install 'disco-ledger[postgres]'",
+                      EXIT_UNUSABLE) from None
+    try:
+        info = conninfo_to_dict(dsn)
+    except psycopg.Error as e:
+        raise Failure(f"--postgres: not a PostgreSQL DSN: {_first_line(e)}",
+                      EXIT_UNUSABLE) from None
+    shown = _without_password(dsn, info)
+    try:
+        with psycopg.connect(dsn, connect_timeout=10):
+            pass
+    except psycopg.Error as e:
+        raise Failure(f"cannot reach PostgreSQL at {shown}: {_first_line(e)}",
+                      EXIT_UNUSABLE) from None
+
+
+def _without_password(dsn: str, info: Mapping[str, Any]) -> str:
+    """The DSN as a person typed it, with any password replaced by ``***``."""
+    password = info.get("password")
+    if not password:
+        return dsn
+    parts = urlsplit(dsn)
+    if parts.scheme in ("postgresql", "postgres") and parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        shown = urlunsplit(parts._replace(netloc=netloc))
+    else:
+        shown = dsn
+    return shown.replace(str(password), "***")
+
+
+def _first_line(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
 
 
 @click.group()
