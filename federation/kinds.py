@@ -228,7 +228,11 @@ def body_of(kind: str, body: bytes | None, author: bytes, seq: int) -> dict[str,
     except ProtocolError as e:
         raise RuleViolation("bad-body", str(e)) from None
     if fields is not None:
-        check_body(kind, fields)
+        schema = SCHEMAS.get(kind)
+        if schema is None:
+            check_body(kind, fields)  # (which says so)
+        else:
+            schema.check(kind, fields)
     return fields
 
 

@@ -117,12 +117,12 @@ Effect = Callable[[], None]
 
 Arrival = tuple[bytes, int, str, int, "bytes | None", bytes, "bytes | None"]
 """What the ledger reads of an entry, whether it came as an :class:`Entry` or as
-stored bytes (:func:`arrival`): author, seq, kind, ts_us, body bytes (None when
+stored bytes (:func:`_arrival`): author, seq, kind, ts_us, body bytes (None when
 redacted), header bytes, and the entry hash (None when not computed yet: it is the
 SHA-256 of the header bytes, computed only for a rule that needs it)."""
 
 
-def arrival(entry: Entry | bytes, trusted: bool = False) -> Arrival:
+def _arrival(entry: Entry | bytes, trusted: bool = False) -> Arrival:
     """The :data:`Arrival` of an :class:`Entry`, or of entry bytes read as
     :func:`~protocol.entry.decode_entry` reads them (``trusted``: its ``_trusted``)
     without building the objects. Raises :class:`~protocol.errors.ProtocolError`
@@ -213,7 +213,7 @@ class Ledger:
         Entries already settled, or behind a pending entry of their feed, are
         ignored here: the feed is re-read through ``feeds`` when it resumes.
         """
-        came = arrival(entry, _trusted)
+        came = _arrival(entry, _trusted)
         lab = self._due(came[0], came[1])
         if lab is not None:
             woken = self._settle(came, lab)
@@ -245,7 +245,7 @@ class Ledger:
             for entry in self.feeds.entries_after(author, self.applied(author)):
                 if entry.seq != self.applied(author) + 1 or self._is_frozen(author, entry.seq):
                     break
-                work += self._settle(arrival(entry), self.lab(author))
+                work += self._settle(_arrival(entry), self.lab(author))
                 if author in self.pending:
                     break
 

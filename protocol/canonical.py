@@ -71,6 +71,11 @@ def _fit_scalar(value: Any, where: str = "{where}") -> None:
         raise _Unfit(f"integer out of msgpack range at {where}: {shown}")
 
 
+_SORTED_KEYS: dict[tuple[Any, ...], bool] = {}
+"""The key tuples of maps met before, and whether they are str keys in sorted order:
+the check in :func:`_normalise_map`, remembered (maps of one kind share their keys)."""
+
+
 def _normalise(value: Value, depth: int = 0, scalars: bool = False) -> Value:
     """``value`` with every map's keys sorted by their UTF-8 bytes, and ``value``
     itself (no copy) wherever nothing needs to change: msgpack then packs it exactly
@@ -87,6 +92,9 @@ def _normalise(value: Value, depth: int = 0, scalars: bool = False) -> Value:
         if depth >= MAX_DEPTH:
             raise _Unfit(f"arrays and maps nest deeper than {MAX_DEPTH} at {{where}}")
         if t is dict:
+            if not scalars and _SORTED_KEYS.get(tuple(value)) \
+                    and _PLAIN.issuperset(map(type, value.values())):
+                return value  # (a map met before, of plain scalars: the usual body)
             return _normalise_map(value, depth + 1, scalars)
     elif t in _PLAIN or isinstance(value, (int, str, bytes)):  # (bool is an int)
         if scalars:
@@ -116,11 +124,6 @@ def _normalise(value: Value, depth: int = 0, scalars: bool = False) -> Value:
     if out is not None:
         return out
     return value if t is list or t is tuple else list(value)
-
-
-_SORTED_KEYS: dict[tuple[Any, ...], bool] = {}
-"""The key tuples of maps met before, and whether they are str keys in sorted order:
-the check in :func:`_normalise_map`, remembered (maps of one kind share their keys)."""
 
 
 def _normalise_map(value: Mapping[Any, Value], depth: int, scalars: bool) -> Value:
