@@ -58,6 +58,9 @@ RECENT = 8192
 
 PROGRESS_EVERY = 1000
 """A catch-up with a ``progress`` callback calls it every this many notifications."""
+NEVER = 1 << 62
+"""A notification id no store reaches (no ``progress``: no report; an int compares
+fastest with an int)."""
 
 
 @dataclass
@@ -257,7 +260,7 @@ class LedgerProjection:
         notifications = rows(self.store, position, read_ahead_min=self.read_ahead_min)
         new_fork = False
         progress = self.progress
-        report_at = position + PROGRESS_EVERY if progress is not None else float("inf")
+        report_at = position + PROGRESS_EVERY if progress is not None else NEVER
         try:
             for nid, originator, version, raw in notifications:
                 if nid >= report_at:

@@ -79,8 +79,9 @@ def verify(ctx: click.Context, as_json: bool) -> None:
     A progress bar shows on a terminal (not with --json)."""
     with open_node(ctx) as node:
         total = node.store.max_notification_id()
-        with progress_bar("verifying", total, enabled=shows_progress(as_json)) as update:
-            problems = node.verify(update)
+        bar = shows_progress(as_json)
+        with progress_bar("verifying", total, enabled=bar) as update:
+            problems = node.verify(update if bar else None)
     if as_json:
         emit({"ok": not problems, "problems": [p.as_json() for p in problems]})
     elif not problems:
