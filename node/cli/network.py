@@ -164,8 +164,12 @@ def _peer_name(service: NodeService, url: str) -> str:
     return f"{genesis.lab_name(lab)} ({url})" if lab and genesis.is_member(lab) else url
 
 
+def _rounds(n: int) -> str:
+    return f"{n} round{'s' if n != 1 else ''}"
+
+
 def _sync_line(r: dict[str, Any]) -> str:
-    rounds = f"{r['rounds']} round{'s' if r['rounds'] != 1 else ''}"
+    rounds = _rounds(r["rounds"])
     moved = f"pulled {r['pulled']}, pushed {r['pushed']}"
     if r["forks"]:
         moved += f", {r['forks']} fork proof(s)"
@@ -251,7 +255,7 @@ def sync(ctx: click.Context, urls: tuple[str, ...], once: bool, as_json: bool) -
                 click.echo(f"disco: {r['peer']}: not in sync, and a round moved nothing: "
                            f"the peer cannot give more now ({r['lacking']} entries differ;"
                            f" pulled {r['pulled']}, pushed {r['pushed']} in "
-                           f"{r['rounds']} rounds)", err=True)
+                           f"{_rounds(r['rounds'])})", err=True)
             else:
                 click.echo(_sync_line(r))
     if not all(r["ok"] for r in results):
