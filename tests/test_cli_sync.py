@@ -184,6 +184,8 @@ def test_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert "rebuilding" in out and "ledger rebuilt" in out, out
     code, out = _in_a_terminal(["verify"], farm.path)
     assert code == 0 and "verifying" in out and "store verified" in out, out
+    code, out = _in_a_terminal(["export", "--out", str(tmp_path / "f.bundle")], farm.path)
+    assert code == 0 and "exporting" in out and "entries written" in out, out
     code, out = _in_a_terminal(["rebuild", "--json"], farm.path)
     assert code == 0 and "rebuilding" not in out, out
     assert json.loads(out[out.index("{"):])["ok"] is True
