@@ -23,12 +23,13 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from eventsourcing.persistence import (
     InfrastructureFactory,
@@ -169,6 +170,46 @@ def _ensure_postgres_schema(config: StoreConfig) -> None:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{config.schema}"')
     except psycopg.Error as e:
         raise StoreError(f"cannot reach PostgreSQL: {str(e).strip()}") from None
+
+
+def check_postgres(dsn: str) -> None:
+    """Connect to ``dsn`` once. Raises :class:`StoreError` naming the DSN (its
+    password hidden) and the reason when it is no DSN or cannot be reached."""
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        raise StoreError("--postgres needs psycopg: pip install 'disco-ledger[postgres]'"
+                         ) from None
+    try:
+        info = conninfo_to_dict(dsn)
+    except psycopg.Error as e:
+        raise StoreError(f"--postgres: not a PostgreSQL DSN: {_first_line(e)}") from None
+    shown = _without_password(dsn, info)
+    try:
+        with psycopg.connect(dsn, connect_timeout=10):
+            pass
+    except psycopg.Error as e:
+        raise StoreError(f"cannot reach PostgreSQL at {shown}: {_first_line(e)}") from None
+
+
+def _without_password(dsn: str, info: Mapping[str, Any]) -> str:
+    """The DSN as a person typed it, with any password replaced by ``***``."""
+    password = info.get("password")
+    if not password:
+        return dsn
+    parts = urlsplit(dsn)
+    if parts.scheme in ("postgresql", "postgres") and parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        shown = urlunsplit(parts._replace(netloc=netloc))
+    else:
+        shown = dsn
+    return shown.replace(str(password), "***")
+
+
+def _first_line(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
 
 
 Problem = Violation

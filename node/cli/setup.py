@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 
@@ -25,6 +22,7 @@ from node.cli.common import (
     parse_lab_id,
 )
 from node.home import Home, write_genesis_file
+from node.store import StoreError, check_postgres
 
 
 @click.command()
@@ -60,45 +58,12 @@ def init(ctx: click.Context, name: str, encrypt: bool, dsn: str | None, as_json:
 
 
 def _check_postgres(dsn: str) -> None:
-    """Connect to ``dsn`` once; a failure is one line naming the DSN (its password
-    hidden) and the reason, exit 2."""
+    """Connect to ``dsn`` once (:func:`node.store.check_postgres`); a failure is one
+    line naming the DSN (its password hidden) and the reason, exit 2."""
     try:
-        import psycopg
-        from psycopg.conninfo import conninfo_to_dict
-    except ImportError:
-        raise Failure("--postgres needs psycopg: pip install 'disco-ledger[postgres]'",
-                      EXIT_UNUSABLE) from None
-    try:
-        info = conninfo_to_dict(dsn)
-    except psycopg.Error as e:
-        raise Failure(f"--postgres: not a PostgreSQL DSN: {_first_line(e)}",
-                      EXIT_UNUSABLE) from None
-    shown = _without_password(dsn, info)
-    try:
-        with psycopg.connect(dsn, connect_timeout=10):
-            pass
-    except psycopg.Error as e:
-        raise Failure(f"cannot reach PostgreSQL at {shown}: {_first_line(e)}",
-                      EXIT_UNUSABLE) from None
-
-
-def _without_password(dsn: str, info: Mapping[str, Any]) -> str:
-    """The DSN as a person typed it, with any password replaced by ``***``."""
-    password = info.get("password")
-    if not password:
-        return dsn
-    parts = urlsplit(dsn)
-    if parts.scheme in ("postgresql", "postgres") and parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        shown = urlunsplit(parts._replace(netloc=netloc))
-    else:
-        shown = dsn
-    return shown.replace(str(password), "***")
-
-
-def _first_line(error: Exception) -> str:
-    text = " ".join(str(error).split())
-    return text or type(error).__name__
+        check_postgres(dsn)
+    except StoreError as e:
+        raise Failure(str(e), EXIT_UNUSABLE) from None
 
 
 @click.group()
