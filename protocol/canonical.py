@@ -170,15 +170,20 @@ class _Packers(threading.local):
 _PACKERS = _Packers()
 
 
-def encode(value: Value) -> bytes:
+def encode(value: Value, *, _checked: bool = False) -> bytes:
     """Encode ``value`` canonically.
 
     Raises :class:`LocalProtocolError` for floats, ext types, non-str map keys,
     ints outside msgpack's range, str that is not UTF-8 encodable (lone surrogates)
     or nesting deeper than :data:`MAX_DEPTH`, naming where (``$.key[index]``).
+
+    ``_checked`` (private, as h11's ``_parsed``): the caller has just checked that
+    ``value`` holds only arrays (at most :data:`MAX_DEPTH` deep) of str, bytes,
+    int, bool and None (no map, no float), as :func:`~protocol.entry.decode_entry`
+    checks an entry's fields; the walk that would check it again is skipped.
     """
     try:
-        return _PACKERS.pack(_normalise(value))
+        return _PACKERS.pack(value if _checked else _normalise(value))
     except _Unfit as e:
         raise e.error() from None
     except (OverflowError, UnicodeEncodeError) as e:

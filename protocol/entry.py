@@ -350,7 +350,7 @@ def entry_parts(raw: bytes, *, _trusted: bool = False) -> EntryParts:
     if body is not None and type(body) is not bytes:
         raise SchemaError(f"entry {_where(hdr)}: body must be bin or nil")
     if not _trusted:
-        if canonical.encode(value) != raw:
+        if canonical.encode(value, _checked=True) != raw:  # (its fields: checked above)
             raise NonCanonicalError(f"entry {_where(hdr)} is not canonical msgpack")
         if body is not None and sha256(body) != hdr[7]:
             raise BodyHashMismatchError(f"entry {_where(hdr)}: body does not match body_hash")
