@@ -330,25 +330,52 @@ class LabNode:
         """A ref from its full text or an unambiguous prefix a person would type:
         ``AUTHOR[:SEQ[:HASH]]`` with hex prefixes, or a hash prefix of an offer.
 
-        Raises :class:`NodeError` when nothing or more than one entry matches.
+        Raises :class:`NodeError` when nothing or more than one entry matches; the
+        message says what to do (sync first, or give more of the ref).
         """
         text = text.strip().lower()
         parts = text.split(":")
+        genesis = self.require_genesis()
         if len(parts) == 1:
+            if len(parts[0]) < 4:
+                raise NodeError(f"{text!r}: want a ref AUTHOR:SEQ[:HASH] (hex prefixes "
+                                "allowed), or 4 or more hex digits of an offer's hash")
             matches = [o.ref() for o in self.ledger().offers.values()
-                       if o.hash.hex().startswith(parts[0])] if len(parts[0]) >= 4 else []
+                       if o.hash.hex().startswith(parts[0])]
+            if not matches:
+                raise NodeError(f"{text!r} names no offer held here; if another LAB made "
+                                "it lately, run 'disco sync' first ('disco transfers' "
+                                "lists the offers held)")
         else:
-            labs = [lab for lab in self.feeds() if lab.hex().startswith(parts[0])]
-            if not parts[1].isdigit() or len(parts) > 3:
+            if not parts[1].isdigit() or len(parts) > 3 or not parts[0]:
                 raise NodeError(f"{text!r}: want AUTHOR:SEQ[:HASH] (hex prefixes allowed)")
+            labs = [lab for lab in self.feeds() if lab.hex().startswith(parts[0])]
+            if not labs:
+                raise NodeError(f"{text!r}: no LAB of the federation has an id starting "
+                                f"{parts[0]!r}")
+            seq = int(parts[1])
             matches = []
             for lab in labs:
-                entry = self.store.get(lab, int(parts[1]))
+                entry = self.store.get(lab, seq)
                 if entry and (len(parts) == 2 or entry.hash.hex().startswith(parts[2])):
                     matches.append(entry.ref)
-        if len(matches) != 1:
-            raise NodeError(f"{text!r} names {'no entry' if not matches else 'several entries'}"
-                            " held here; give more of the ref")
+            if not matches and len(labs) == 1:
+                head = self.store.head(labs[0])[0]
+                name = genesis.lab_name(labs[0])
+                if seq > head:
+                    raise NodeError(f"{text!r}: entry {seq} of {name} is not held here "
+                                    f"(its feed here ends at {head}); run 'disco sync' "
+                                    "first")
+                raise NodeError(f"{text!r}: entry {seq} of {name} has another hash; "
+                                "check the ref")
+        if len(matches) > 1:
+            listed = ", ".join(f"{r.author.hex()[:8]}:{r.seq}:{r.hash.hex()[:8]}"
+                               for r in matches[:5])
+            raise NodeError(f"{text!r} names several entries ({listed}); give more of "
+                            "the ref")
+        if not matches:
+            raise NodeError(f"{text!r} names no entry held here; run 'disco sync' first "
+                            "if another LAB wrote it lately")
         return matches[0]
 
     def feeds(self) -> list[bytes]:

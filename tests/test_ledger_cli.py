@@ -61,7 +61,8 @@ def test_offer_accept_and_refusals_then_both_nodes_agree(cli: Cli, tmp_path: Pat
 
     held = _entries(fed, 1)
     _refused(cli("transfer", "decline", offer["ref"], home=fab, check=False), 1, "already")
-    _refused(cli("transfer", "accept", f"{a}:99", home=fab, check=False), 1, "no entry")
+    _refused(cli("transfer", "accept", f"{a}:99", home=fab, check=False), 1,
+             "run 'disco sync' first")
     assert _entries(fed, 1) == held
     _refused(cli("transfer", "accept", offer["ref"], home=farm, check=False), 1, "payee")
     assert cli("log", "--json", home=farm).stdout == before
@@ -161,8 +162,8 @@ def test_bad_input_is_one_line_and_writes_nothing(cli: Cli, tmp_path: Path) -> N
         (["transfer", "offer", "--to", b, "--amount", "1.234", "--unit", "JXC"], 2,
          "decimals"),
         (["transfer", "offer", "--to", b, "--amount", "1.00", "--unit", "EUR"], 2, "EUR"),
-        (["transfer", "offer", "--to", stranger, "--amount", "1.00", "--unit", "JXC"], 1,
-         "not a member LAB"),
+        (["transfer", "offer", "--to", stranger, "--amount", "1.00", "--unit", "JXC"], 2,
+         "names no LAB of the federation"),
     ]
     for args, code, message in cases:
         _refused(cli(*args, "--json", home=farm, check=False), code, message)

@@ -11,12 +11,13 @@ from pathlib import Path
 import click
 
 from node.cli import audit, entries, inspect, ledger, network, setup
-from node.cli.common import DiscoGroup, run_main
+from node.cli.common import DiscoGroup, home_option, run_main
 
 
 @click.group(cls=DiscoGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", type=click.Path(path_type=Path), envvar="DISCO_HOME",
-              help="The node's folder (default: DISCO_HOME or ~/.disco).")
+              help="The node's folder (default: DISCO_HOME or ~/.disco); it may also "
+                   "follow the command name.")
 @click.version_option(package_name="disco-ledger")
 def main(home: Path | None) -> None:
     """DisCO federation ledger: a LAB's signed log and the federation's shared accounts.
@@ -33,6 +34,17 @@ for command in (setup.init, setup.federation, setup.join, entries.member, entrie
                 ledger.rebuild, ledger.export_vf, network.serve, network.peer, network.sync,
                 network.status, audit.export, audit.audit, audit.prove, audit.checkpoint):
     main.add_command(command)
+
+
+def _with_home_after(group: click.Group) -> None:
+    """Every command and sub-group also takes --home after its name."""
+    for command in group.commands.values():
+        command.params.append(home_option())
+        if isinstance(command, click.Group):
+            _with_home_after(command)
+
+
+_with_home_after(main)
 
 
 def run() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -22,12 +21,15 @@ from node.cli.common import (
     Update,
     emit,
     examples,
+    home_given,
     home_path,
     json_option,
     now_us,
     open_node,
     parse_lab_id,
     progress_bar,
+    resolve_lab,
+    resolve_ref,
     shows_progress,
 )
 from node.home import Home
@@ -44,8 +46,8 @@ from protocol.proofs import (
 
 @click.command()
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Bundle file.")
-@click.option("--author", "authors", multiple=True, metavar="LAB_ID",
-              help="Only these feeds (repeat); default every feed held.")
+@click.option("--author", "authors", multiple=True, metavar="LAB",
+              help="Only these feeds, by name or id prefix (repeat); default every feed.")
 @click.option("--redact", "member", metavar="HANDLE",
               help="Drop the bodies of this member's entries (personal data).")
 @json_option
@@ -56,8 +58,8 @@ def export(ctx: click.Context, out: Path, authors: tuple[str, ...], member: str 
     """Write an offline bundle: genesis, feeds, checkpoints, fork proofs.
 
     A progress bar shows on a terminal (not with --json)."""
-    labs = [parse_lab_id(a) for a in authors] or None
     with open_node(ctx, writer=True) as node:
+        labs = [resolve_lab(node, a, "--author") for a in authors] or None
         try:
             f = out.open("xb")
         except FileExistsError:
@@ -170,9 +172,8 @@ def _open(path: Path) -> BinaryIO:
 
 
 def _audit_home(ctx: click.Context, as_json: bool) -> AuditReport:
-    if not os.environ.get("DISCO_HOME") and ctx.find_root().params.get("home") is None:
+    if not home_given(ctx):
         raise click.UsageError("give a bundle FILE or --home DIR")
-    home_path(ctx)
     with tempfile.TemporaryFile() as f:
         with open_node(ctx) as node:
             export_bundle(node, f, now_us())
@@ -234,10 +235,12 @@ def _audit_consistency(paths: tuple[Path, Path], key: str | None, as_json: bool)
 @click.option("--from", "old", type=click.Path(path_type=Path),
               help="Instead: a consistency proof from this older checkpoint of our feed.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
+@json_option
 @click.pass_context
 @examples("  disco prove 3f2a:12 --out entry.proof\n"
           "  disco prove --from old.checkpoint --out new.consistency")
-def prove(ctx: click.Context, ref: str | None, old: Path | None, out: Path) -> None:
+def prove(ctx: click.Context, ref: str | None, old: Path | None, out: Path,
+          as_json: bool) -> None:
     """Write a proof a third party checks offline with 'disco audit --proof'."""
     with open_node(ctx, writer=True) as node:
         genesis = node.require_genesis()
@@ -257,10 +260,12 @@ def prove(ctx: click.Context, ref: str | None, old: Path | None, out: Path) -> N
             proof = (merkle.consistency_proof(leaves, old_cp.size)
                      if 0 < old_cp.size < own_cp.size else [])
             data = encode_consistency(old_cp.size, proof, own_note)
+            doc: dict[str, Any] = {"file": str(out), "old_size": old_cp.size,
+                                   "new_size": own_cp.size}
         else:
             if not ref:
                 raise click.UsageError("give a REF or --from OLD")
-            target = node.resolve_ref(ref)
+            target = resolve_ref(node, ref)
             if target.author == node.lab_id:
                 cp, note = own_cp, own_note
             else:
@@ -275,24 +280,37 @@ def prove(ctx: click.Context, ref: str | None, old: Path | None, out: Path) -> N
             assert entry is not None
             leaves = leaf_hashes(node.store, target.author, cp.size)
             data = encode_inclusion(entry, merkle.inclusion_proof(leaves, target.seq - 1), note)
+            doc = {"file": str(out), "ref": str(entry.ref), "kind": entry.kind,
+                   "tree_size": cp.size}
     _write_new(out, data)
-    click.echo(f"proof written to {out}")
+    if as_json:
+        emit(doc)
+    else:
+        click.echo(f"proof written to {out}")
 
 
 @click.command()
 @click.option("--out", type=click.Path(path_type=Path), help="Write the note to FILE.")
+@json_option
 @click.pass_context
 @examples("  disco checkpoint --out farm-2026-11.checkpoint")
-def checkpoint(ctx: click.Context, out: Path | None) -> None:
-    """Sign and print a checkpoint of this LAB's feed (C2SP signed note)."""
+def checkpoint(ctx: click.Context, out: Path | None, as_json: bool) -> None:
+    """Sign and print a checkpoint of this LAB's feed (C2SP signed note).
+
+    With --json: the feed's size and root hash, the note itself and the file."""
     with open_node(ctx, writer=True) as node:
         book = CheckpointBook(node.store, node.require_genesis().federation_id)
-        _, note = book.sign_own(node.signer)  # type: ignore[arg-type]
-    if out is None:
+        cp, note = book.sign_own(node.signer)  # type: ignore[arg-type]
+        lab_id = node.lab_id
+    if out is not None:
+        _write_new(out, note)
+    if as_json:
+        emit({"lab_id": lab_id.hex(), "size": cp.size, "root": cp.root.hex(),
+              "note": note.decode(), "file": str(out) if out else None})
+    elif out is None:
         click.echo(note.decode(), nl=False)
-        return
-    _write_new(out, note)
-    click.echo(f"checkpoint written to {out}")
+    else:
+        click.echo(f"checkpoint written to {out}")
 
 
 def _write_new(out: Path, data: bytes) -> None:

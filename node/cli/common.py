@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from federation.errors import FederationError, GenesisError, RuleViolation
 from node.errors import NodeError
 from node.home import Home, HomeError
 from node.lab import LabNode
+from protocol.entry import Ref
 from protocol.errors import KeyFileError, PassphraseError, ProtocolError
 from protocol.keys import Signer
 
@@ -70,13 +72,40 @@ class DiscoGroup(click.Group):
             return super().invoke(ctx)
         except (FederationError, NodeError, ProtocolError) as e:
             raise translate(e) from None
+        except BrokenPipeError:
+            raise  # the reader went away: run_main ends quietly
         except OSError as e:
             raise Failure(f"{e.filename or ''}: {e.strerror}".strip(": ")) from None
 
 
+_HOME_KEY = "disco.home"
+
+
+def _home_after(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.meta[_HOME_KEY] = value
+
+
+def home_option() -> click.Option:
+    """``--home DIR`` after the command name (``disco audit --home ./farm``); it
+    overrides ``disco --home DIR`` and ``DISCO_HOME``. :mod:`node.cli` adds one to
+    every command."""
+    return click.Option(["--home"], type=click.Path(path_type=Path), metavar="DIR",
+                        expose_value=False, callback=_home_after, is_eager=True,
+                        help="The node's folder; the same as 'disco --home DIR' before "
+                             "the command.")
+
+
+def home_given(ctx: click.Context) -> bool:
+    """True when a home was named: --home before or after the command, or DISCO_HOME."""
+    return (ctx.meta.get(_HOME_KEY) is not None or bool(os.environ.get("DISCO_HOME"))
+            or ctx.find_root().params.get("home") is not None)
+
+
 def home_path(ctx: click.Context) -> Path:
-    root = ctx.find_root()
-    home = root.params.get("home")
+    """The node's folder: --home after the command, else --home before it, else
+    DISCO_HOME, else ~/.disco."""
+    home = ctx.meta.get(_HOME_KEY) or ctx.find_root().params.get("home")
     return Path(home or os.environ.get("DISCO_HOME") or Path.home() / ".disco").expanduser()
 
 
@@ -219,6 +248,11 @@ def ago(then: float | None, now: float | None = None) -> str:
     return f"{hours} h ago" if hours < 48 else f"{hours // 24} days ago"
 
 
+_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+"""A number as a person types it: digits, a point and digits; no exponent (``1e2``),
+no comma (``12,50``), no ``NaN`` or ``Infinity``."""
+
+
 def parse_hours(text: str) -> int:
     """``2.5`` or ``2:30`` -> 150 minutes. Raises click.BadParameter."""
     text = text.strip()
@@ -228,8 +262,10 @@ def parse_hours(text: str) -> int:
             if not (h.isdigit() and m.isdigit() and len(m) == 2 and int(m) < 60):
                 raise ValueError
             minutes = Decimal(int(h) * 60 + int(m))
-        else:
+        elif _DECIMAL.fullmatch(text):
             minutes = Decimal(text) * 60
+        else:
+            raise ValueError
     except (ValueError, InvalidOperation):
         raise click.BadParameter(f"{text!r}: want hours like 2.5 or 2:30") from None
     if not minutes.is_finite() or minutes != minutes.to_integral_value():
@@ -241,10 +277,9 @@ def parse_hours(text: str) -> int:
 
 def parse_amount(text: str, decimals: int) -> int:
     """``12.50`` with 2 decimals -> 1250. Raises click.BadParameter."""
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        raise click.BadParameter(f"{text!r}: want an amount like 12.50") from None
+    if not _DECIMAL.fullmatch(text.strip()):
+        raise click.BadParameter(f"{text!r}: want an amount like 12.50")
+    value = Decimal(text.strip())
     scaled = value.scaleb(decimals)
     if not scaled.is_finite() or scaled != scaled.to_integral_value():
         raise click.BadParameter(f"{text!r}: at most {decimals} decimals for this unit")
@@ -259,6 +294,49 @@ def parse_lab_id(text: str) -> bytes:
     if len(lab) != 32:
         raise click.BadParameter(f"{text!r}: want a LAB id of 64 hex digits")
     return lab
+
+
+def resolve_lab(node: LabNode, text: str, param_hint: str) -> bytes:
+    """A LAB of the roster by its name (any case), its full id or a unique prefix of
+    its id (4 hex digits or more). Raises click.BadParameter (exit 2)."""
+    genesis = node.require_genesis()
+    wanted = text.strip()
+    by_name = [lab.id for lab in genesis.labs if lab.name.casefold() == wanted.casefold()]
+    if len(by_name) == 1:
+        return by_name[0]
+    hex_text = wanted.lower()
+    by_id = [lab.id for lab in genesis.labs if len(hex_text) >= 4
+             and all(c in "0123456789abcdef" for c in hex_text)
+             and lab.id.hex().startswith(hex_text)]
+    if len(by_id) == 1:
+        return by_id[0]
+    names = ", ".join(f"{lab.name} ({lab.id.hex()[:8]})" for lab in genesis.labs)
+    what = "several LABs" if len(by_id) > 1 or len(by_name) > 1 else "no LAB"
+    raise click.BadParameter(f"{text!r} names {what} of the federation; give a name or "
+                             f"more of the id: {names}", param_hint=param_hint)
+
+
+_REF = re.compile(r"[0-9a-f]{4,64}|[0-9a-f]{1,64}:[0-9]+(:[0-9a-f]{0,64})?")
+
+
+def resolve_ref(node: LabNode, text: str) -> Ref:
+    """The entry a person named (:meth:`LabNode.resolve_ref`): a ref that cannot be one
+    is a usage error (exit 2); one not held here, or ambiguous, a failure (exit 1)."""
+    if not _REF.fullmatch(text.strip().lower()):
+        raise click.BadParameter(f"{text!r}: want a ref AUTHOR:SEQ:HASH (hex prefixes "
+                                 "will do, e.g. 3f2a:7) or 4 or more hex digits of an "
+                                 "offer's hash", param_hint="REF")
+    return node.resolve_ref(text)
+
+
+def short_ref(author: bytes | str, seq: int, hash: bytes | str | None = None) -> str:
+    """A ref as a person reads and types it: ``AUTHOR8:SEQ:HASH8`` (or ``AUTHOR8:SEQ``
+    without a hash), the separator always ':'; ``disco`` takes it back as a prefix."""
+    a = author.hex() if isinstance(author, bytes) else author
+    if hash is None:
+        return f"{a[:8]}:{seq}"
+    h = hash.hex() if isinstance(hash, bytes) else hash
+    return f"{a[:8]}:{seq}:{h[:8]}"
 
 
 def examples(text: str) -> Callable[[F], F]:
@@ -286,4 +364,17 @@ def run_main(group: click.Group, args: list[str] | None = None) -> None:
         sys.exit(EXIT_FAILURE)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away (``disco log | head``): end quietly, as ``cat`` does.
+    stdout is pointed at /dev/null so that Python's flush at exit cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(0)

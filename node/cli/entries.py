@@ -14,7 +14,7 @@ from node.cli.common import (
     now_us,
     open_node,
     parse_hours,
-    parse_lab_id,
+    resolve_lab,
 )
 from protocol.entry import Entry
 
@@ -23,7 +23,7 @@ def _report(entry: Entry, as_json: bool) -> None:
     if as_json:
         emit({"ref": str(entry.ref), "kind": entry.kind, "seq": entry.seq})
     else:
-        click.echo(f"{entry.kind} #{entry.seq}  ref {entry.ref}")
+        click.echo(f"{entry.kind} seq {entry.seq}  ref {entry.ref}")
 
 
 def _author(ctx: click.Context, kind: str, body: dict[str, Any], as_json: bool) -> None:
@@ -59,11 +59,34 @@ def member_update(ctx: click.Context, handle: str, name: str, as_json: bool) -> 
     _author(ctx, "member.updated", {"handle": handle, "name": name}, as_json)
 
 
+@member.command("list")
+@click.option("--lab", metavar="LAB", help="Another LAB, by name or id prefix (default: this one).")
+@json_option
+@click.pass_context
+@examples("  disco member list\n  disco member list --lab 'Fab Lab' --json")
+def member_list(ctx: click.Context, lab: str | None, as_json: bool) -> None:
+    """List a LAB's members: handle and name, as its feed says."""
+    with open_node(ctx) as node:
+        lab_id = resolve_lab(node, lab, "--lab") if lab else node.lab_id
+        state = node.ledger().labs.get(lab_id)
+        members = sorted((state.members if state else {}).items())
+        name = node.require_genesis().lab_name(lab_id)
+    if as_json:
+        emit({"lab": lab_id.hex(), "name": name,
+              "members": [{"handle": h, "name": n} for h, n in members]})
+        return
+    if not members:
+        click.echo(f"{name} has no members yet; add one with 'disco member add HANDLE'")
+    for handle, member_name in members:
+        click.echo(f"{handle:<16} {member_name}")
+
+
 @click.command()
 @click.option("--member", "member_handle", required=True, help="The member's handle.")
 @click.option("--stream", type=click.Choice(STREAMS), required=True, help="Value stream.")
 @click.option("--hours", required=True, help="Hours worked: 2.5 or 2:30.")
-@click.option("--for", "for_lab", metavar="LAB_ID", help="The LAB the work was for.")
+@click.option("--for", "for_lab", metavar="LAB",
+              help="The LAB the work was for: its name or a unique prefix of its id.")
 @click.option("--project", help="Project name.")
 @click.option("--note", help="A short note.")
 @json_option
@@ -76,10 +99,12 @@ def record(
     """Record a member's contribution: contribution.recorded."""
     body: dict[str, Any] = {"member": member_handle, "stream": stream,
                             "minutes": parse_hours(hours)}
-    if for_lab:
-        body["for_lab"] = parse_lab_id(for_lab)
     if project:
         body["project"] = project
     if note:
         body["note"] = note
-    _author(ctx, "contribution.recorded", body, as_json)
+    with open_node(ctx, writer=True) as node:
+        if for_lab:
+            body["for_lab"] = resolve_lab(node, for_lab, "--for")
+        entry = node.author("contribution.recorded", body, now_us())
+    _report(entry, as_json)

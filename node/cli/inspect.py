@@ -14,8 +14,8 @@ from node.cli.common import (
     examples,
     json_option,
     open_node,
-    parse_lab_id,
     progress_bar,
+    resolve_lab,
     shows_progress,
 )
 from protocol.entry import Entry
@@ -43,14 +43,15 @@ def _hexify(value: Any) -> Any:
 
 
 @click.command()
-@click.option("--author", metavar="LAB_ID", help="Only this LAB's feed.")
+@click.option("--author", metavar="LAB",
+              help="Only this LAB's feed: its name or a unique prefix of its id.")
 @json_option
 @click.pass_context
 @examples("  disco log --json | jq '.[] | select(.kind == \"contribution.recorded\")'")
 def log(ctx: click.Context, author: str | None, as_json: bool) -> None:
     """Show entries, oldest first per feed (streamed, not loaded whole)."""
-    lab = parse_lab_id(author) if author else None
     with open_node(ctx) as node:
+        lab = resolve_lab(node, author, "--author") if author else None
         genesis = node.require_genesis()
         first = True
         if as_json:

@@ -12,9 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from federation import reports
+from federation.errors import RuleViolation
 from federation.kinds import PERIOD
 from federation.valueflows import amount_text, write_jsonld
 from node.cli.common import (
+    EXIT_UNUSABLE,
     Failure,
     emit,
     examples,
@@ -22,8 +24,9 @@ from node.cli.common import (
     now_us,
     open_node,
     parse_amount,
-    parse_lab_id,
     progress_bar,
+    resolve_lab,
+    resolve_ref,
     shows_progress,
     warn_unchecked,
 )
@@ -61,29 +64,43 @@ def transfer() -> None:
 
 
 @transfer.command("offer")
-@click.option("--to", "to", required=True, metavar="LAB_ID", help="The payee LAB.")
+@click.option("--to", "to", required=True, metavar="LAB",
+              help="The payee LAB: its name or a unique prefix of its id.")
 @click.option("--amount", required=True, help="Amount in the unit's decimals, e.g. 12.50.")
 @click.option("--unit", required=True, help="Federation unit code, e.g. JXC.")
 @click.option("--memo", help="What it is for.")
 @json_option
 @click.pass_context
-@examples("  disco transfer offer --to 9c1b... --amount 12.50 --unit JXC --memo seedlings")
+@examples("  disco transfer offer --to 'Fab Lab' --amount 12.50 --unit JXC --memo seedlings\n"
+          "  disco transfer offer --to 9c1b --amount 12.50 --unit JXC")
 def transfer_offer(ctx: click.Context, to: str, amount: str, unit: str, memo: str | None,
                    as_json: bool) -> None:
     """Offer a transfer: debits this LAB now, credits the payee when it accepts."""
     with open_node(ctx, writer=True) as node:
-        body: dict[str, Any] = {"to": parse_lab_id(to), "unit": unit,
-                                "amount": parse_amount(amount, _unit_decimals(node, unit))}
+        decimals = _unit_decimals(node, unit)
+        body: dict[str, Any] = {"to": resolve_lab(node, to, "--to"), "unit": unit,
+                                "amount": parse_amount(amount, decimals)}
         if memo:
             body["memo"] = memo
-        entry = node.author("transfer.offered", body, now_us())
+        try:
+            entry = node.author("transfer.offered", body, now_us())
+        except RuleViolation as e:
+            if e.code != "over-credit-limit":
+                raise
+            after = node.ledger().balance(node.lab_id, unit) - body["amount"]
+            limit = node.require_genesis().credit_limits.get(unit, 0)
+            raise Failure(f"refused: an offer of {amount_text(body['amount'], decimals)} "
+                          f"{unit} would take the balance to {amount_text(after, decimals)} "
+                          f"{unit}, below the credit limit of "
+                          f"{amount_text(-limit, decimals)} {unit} [over-credit-limit]"
+                          ) from None
     _report(entry, as_json)
 
 
 def _answer(ctx: click.Context, kind: str, ref: str, reason: str | None,
             as_json: bool) -> None:
     with open_node(ctx, writer=True) as node:
-        body: dict[str, Any] = {"offer": node.resolve_ref(ref).as_list()}
+        body: dict[str, Any] = {"offer": resolve_ref(node, ref).as_list()}
         if reason:
             body["reason"] = reason
         entry = node.author(kind, body, now_us())
@@ -120,7 +137,7 @@ def transfer_decline(ctx: click.Context, ref: str, reason: str | None, as_json: 
 def transfer_reclaim(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Take back a declined offer of this LAB: credits its amount again."""
     with open_node(ctx, writer=True) as node:
-        offer = node.resolve_ref(ref)
+        offer = resolve_ref(node, ref)
         state = node.ledger().offers.get((offer.author, offer.seq))
         if state is None or state.answer is None or state.state != "declined":
             raise Failure(f"refused: offer {ref} has not been declined (it is "
@@ -143,7 +160,7 @@ def transfer_reclaim(ctx: click.Context, ref: str, as_json: bool) -> None:
 def acknowledge(ctx: click.Context, ref: str, note: str | None, as_json: bool) -> None:
     """Acknowledge another LAB's contribution made for this LAB."""
     with open_node(ctx, writer=True) as node:
-        body: dict[str, Any] = {"contribution": node.resolve_ref(ref).as_list()}
+        body: dict[str, Any] = {"contribution": resolve_ref(node, ref).as_list()}
         if note:
             body["note"] = note
         entry = node.author("contribution.acknowledged", body, now_us())
@@ -169,19 +186,52 @@ def income(ctx: click.Context, amount: str, unit: str, period: str, source: str,
 
 
 @click.command()
-@click.option("--livelihood", default=1, type=click.IntRange(0, 1000), show_default=True)
-@click.option("--love", default=1, type=click.IntRange(0, 1000), show_default=True)
-@click.option("--care", default=1, type=click.IntRange(0, 1000), show_default=True)
-@click.option("--care-ratio", default=0, type=click.IntRange(0, 100), show_default=True,
+@click.option("--livelihood", type=click.IntRange(0, 1000), help="Weight of livelihood hours.")
+@click.option("--love", type=click.IntRange(0, 1000), help="Weight of love hours.")
+@click.option("--care", type=click.IntRange(0, 1000), help="Weight of care hours.")
+@click.option("--care-ratio", type=click.IntRange(0, 100),
               help="Percent of income set aside for care work.")
 @json_option
 @click.pass_context
-@examples("  disco policy --livelihood 2 --love 1 --care 2 --care-ratio 10")
-def policy(ctx: click.Context, livelihood: int, love: int, care: int, care_ratio: int,
-           as_json: bool) -> None:
-    """Set the LAB's payout policy: weights per value stream and a care ratio."""
-    _write(ctx, "policy.set", {"weights": {"livelihood": livelihood, "love": love,
-                                           "care": care}, "care_ratio": care_ratio}, as_json)
+@examples("  disco policy                        # the policy in force\n"
+          "  disco policy --care 2 --care-ratio 10")
+def policy(ctx: click.Context, livelihood: int | None, love: int | None, care: int | None,
+           care_ratio: int | None, as_json: bool) -> None:
+    """Show the LAB's payout policy, or change what the options name.
+
+    Without an option it shows the policy in force (weights 1, 1, 1 and a care
+    ratio of 0 until one is set). An option changes only what it names; the rest
+    stays as it is: policy.set."""
+    changes = {"livelihood": livelihood, "love": love, "care": care}
+    with open_node(ctx, writer=care_ratio is not None or any(
+            v is not None for v in changes.values())) as node:
+        held = node.ledger().policies.get(node.lab_id)
+        weights, ratio = held if held is not None else (reports.DEFAULT_WEIGHTS, 0)
+        weights = dict(weights)
+        if care_ratio is None and all(v is None for v in changes.values()):
+            doc = {"weights": weights, "care_ratio": ratio, "set": held is not None}
+            if as_json:
+                emit(doc)
+            else:
+                click.echo(_policy_line(weights, ratio)
+                           + ("" if held is not None else " (the default: none set yet)"))
+            return
+        weights.update({k: v for k, v in changes.items() if v is not None})
+        ratio = ratio if care_ratio is None else care_ratio
+        entry = node.author("policy.set", {"weights": weights, "care_ratio": ratio},
+                            now_us())
+    if as_json:
+        emit({"ref": str(entry.ref), "kind": entry.kind, "seq": entry.seq,
+              "weights": weights, "care_ratio": ratio})
+    else:
+        _report(entry, False)
+        click.echo(_policy_line(weights, ratio))
+
+
+def _policy_line(weights: dict[str, int], ratio: int) -> str:
+    return ("weights " + ", ".join(f"{s} {weights.get(s, 0)}" for s in
+                                   ("livelihood", "love", "care"))
+            + f"; care ratio {ratio}%")
 
 
 @click.command()
@@ -263,7 +313,8 @@ def flows(ctx: click.Context, period: str | None, by: str, as_json: bool) -> Non
 @click.command()
 @click.option("--period", required=True, help="Month, YYYY-MM.")
 @click.option("--unit", help="Unit (default: the federation's first).")
-@click.option("--lab", metavar="LAB_ID", help="Another LAB (default: this one).")
+@click.option("--lab", metavar="LAB", help="Another LAB, by name or id prefix (default: "
+              "this one).")
 @json_option
 @click.pass_context
 @examples("  disco payout --period 2026-11")
@@ -274,8 +325,8 @@ def payout(ctx: click.Context, period: str, unit: str | None, lab: str | None,
         genesis = node.require_genesis()
         unit = unit or next(iter(genesis.units))
         decimals = _unit_decimals(node, unit)
-        result = reports.payout(node.ledger(), parse_lab_id(lab) if lab else node.lab_id,
-                                _period(period) or period, unit)
+        lab_id = resolve_lab(node, lab, "--lab") if lab else node.lab_id
+        result = reports.payout(node.ledger(), lab_id, _period(period) or period, unit)
     if as_json:
         emit(result.as_json())
         return
@@ -325,16 +376,27 @@ def rebuild(ctx: click.Context, as_json: bool) -> None:
 
 @click.command("export-vf")
 @click.option("--out", type=click.Path(path_type=Path), help="Write to FILE (default: stdout).")
+@json_option
 @click.pass_context
-@examples("  disco export-vf --out federation.jsonld")
-def export_vf(ctx: click.Context, out: Path | None) -> None:
-    """ValueFlows JSON-LD: contributions as work events, completed transfers as transfers."""
+@examples("  disco export-vf --out federation.jsonld\n"
+          "  disco export-vf --out federation.jsonld --json   # {\"events\": N, \"file\": ...}")
+def export_vf(ctx: click.Context, out: Path | None, as_json: bool) -> None:
+    """ValueFlows JSON-LD: contributions as work events, completed transfers as transfers.
+
+    Without --out the JSON-LD document itself goes to stdout (it is JSON already);
+    with --out and --json a summary does. An existing FILE is not overwritten (exit 2)."""
     with open_node(ctx) as node:
         ledger = node.ledger()
         if out is None:
             count = write_jsonld(sys.stdout, node.log(), ledger)
         else:
-            with out.open("x", encoding="utf-8") as f:
+            try:
+                f = out.open("x", encoding="utf-8")
+            except FileExistsError:
+                raise Failure(f"{out} exists; not overwriting it", EXIT_UNUSABLE) from None
+            with f:
                 count = write_jsonld(f, node.log(), ledger)
-    if out is not None:
+    if out is not None and as_json:
+        emit({"events": count, "file": str(out)})
+    elif out is not None:
         click.echo(f"{count} ValueFlows events written to {out}", err=True)

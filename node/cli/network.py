@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -65,11 +67,13 @@ _DEFAULT = Limits()
 @click.option("--body-timeout", type=click.FloatRange(0.1), show_default=True,
               default=_DEFAULT.body_timeout,
               help="Seconds to receive a whole request body (408).")
+@json_option
 @click.pass_context
 @examples("  disco --home ./farm serve --listen 0.0.0.0:8750\n"
-          "  disco serve --max-connections 256 --idle-timeout 10")
+          "  disco serve --max-connections 256 --idle-timeout 10\n"
+          "  disco serve --listen 127.0.0.1:0 --json   # one line: {\"url\": ..., \"lab_id\": ...}")
 def serve(ctx: click.Context, listen: str, max_connections: int, max_body: int,
-          body_budget: int, idle_timeout: float, body_timeout: float) -> None:
+          body_budget: int, idle_timeout: float, body_timeout: float, as_json: bool) -> None:
     """Run the node: the sync API, the status API and gossip with peers.
 
     One node per home: a second 'disco serve' on the same folder is refused (exit 1).
@@ -86,13 +90,27 @@ def serve(ctx: click.Context, listen: str, max_connections: int, max_body: int,
     with home.serve_lock():  # one node per home: a second serve stops here
         service = _service(ctx)
         warn_unchecked(service.home)
-        service.log = lambda line: print(line, flush=True)
+        service.log = _serve_log(service, as_json)
         try:
             asyncio.run(run(service, host, port, limits))
         except OSError as e:
             raise Failure(f"cannot listen on {listen}: {e.strerror}") from None
         finally:
             service.close()
+
+
+def _serve_log(service: NodeService, as_json: bool) -> Callable[[str], None]:
+    """The node's log lines on stdout; with ``--json`` the line that says it is
+    listening becomes one JSON line ``{"url", "lab_id"}`` and the rest go to stderr."""
+    def log(line: str) -> None:
+        if not as_json:
+            print(line, flush=True)
+        elif line.startswith("disco node ") and " listening on " in line:
+            print(json.dumps({"url": service.url, "lab_id": service.node.lab_id.hex()}),
+                  flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+    return log
 
 
 @click.group()
