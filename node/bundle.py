@@ -17,7 +17,7 @@ from federation.errors import RuleViolation
 from federation.kinds import entry_body
 from node.checkpoints import CheckpointBook
 from node.lab import LabNode
-from protocol.entry import Entry, decode_stored, redact
+from protocol.entry import Entry, decode_entry, redact
 
 
 def is_about(entry: Entry, handle: str) -> bool:
@@ -62,7 +62,7 @@ def export_bundle(node: LabNode, out: BinaryIO, now_us: int, *,
         if originator not in feeds:
             continue
         if redact_member:
-            entry = decode_stored(raw)
+            entry = decode_entry(raw, _trusted=True)
             if is_about(entry, redact_member):
                 raw = redact(entry).raw
         writer.entry(raw)
