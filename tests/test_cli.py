@@ -25,7 +25,8 @@ def _two_labs(cli: Cli, tmp_path: Path) -> tuple[Path, Path, str, str, Path]:
                    "--out", str(genesis))["federation_id"]
     for home, lab in ((farm, a), (fab, b)):
         joined = cli.json("join", str(genesis), home=home)
-        assert joined == {"lab_id": lab, "federation_id": fid, "ref": joined["ref"]}
+        assert joined == {"lab_id": lab, "federation_id": fid, "ref": joined["ref"],
+                          "name": joined["name"]}
     return farm, fab, a, b, genesis
 
 

@@ -30,6 +30,7 @@ from node.cli.common import (
     progress_bar,
     resolve_lab,
     resolve_ref,
+    short_ref,
     shows_progress,
 )
 from node.home import Home
@@ -106,7 +107,7 @@ def _print_report(report: AuditReport, as_json: bool) -> None:
         return
     click.echo(f"audit FAILED: {len(report.violations)} violations")
     for v in report.violations:
-        where = f"{v.author[:16]}#{v.seq}" if v.author else "bundle"
+        where = short_ref(v.author, v.seq) if v.author else "bundle"
         click.echo(f"  {where:<22} {v.code:<22} {v.message}")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.exceptions import NoArgsIsHelpError
 
 from federation.errors import FederationError, GenesisError, RuleViolation
 from node.errors import NodeError
@@ -72,8 +73,9 @@ class DiscoGroup(click.Group):
             return super().invoke(ctx)
         except (FederationError, NodeError, ProtocolError) as e:
             raise translate(e) from None
-        except BrokenPipeError:
-            raise  # the reader went away: run_main ends quietly
+        except BrokenPipeError:  # the reader went away (`disco log | head`): end quietly
+            _quiet_stdout()
+            raise click.exceptions.Exit(0) from None
         except OSError as e:
             raise Failure(f"{e.filename or ''}: {e.strerror}".strip(": ")) from None
 
@@ -351,13 +353,16 @@ def run_main(group: click.Group, args: list[str] | None = None) -> None:
     """Run the CLI so that every error, usage errors included, is one line on stderr."""
     try:
         rv = group.main(args=args, prog_name="disco", standalone_mode=False)
+    except NoArgsIsHelpError as e:  # `disco` or `disco member` alone: the help, not a mistake
+        click.echo(e.ctx.get_help() if e.ctx else e.format_message())
+        sys.exit(0)
     except click.UsageError as e:
         hint = f" (see 'disco {e.ctx.command_path.partition(' ')[2]} --help')".replace(
             "disco  --help", "disco --help") if e.ctx else ""
         click.echo(f"disco: {e.format_message()}{hint}", err=True)
         sys.exit(EXIT_UNUSABLE)
-    except click.ClickException as e:
-        e.show()
+    except click.ClickException as e:  # ours (Failure) and click's own (no "Error:")
+        click.echo(f"disco: {e.format_message()}", err=True)
         sys.exit(e.exit_code)
     except click.Abort:
         click.echo("disco: aborted", err=True)
@@ -365,16 +370,17 @@ def run_main(group: click.Group, args: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:
-        _quiet_broken_pipe()
+        _quiet_stdout()
+        sys.exit(0)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
-def _quiet_broken_pipe() -> None:
-    """The reader went away (``disco log | head``): end quietly, as ``cat`` does.
-    stdout is pointed at /dev/null so that Python's flush at exit cannot fail again."""
+def _quiet_stdout() -> None:
+    """After the reader went away (``disco log | head``) stdout is pointed at
+    /dev/null, so that Python's flush at exit cannot fail again: the command ends
+    quietly, exit 0, as ``cat`` does."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
-    sys.exit(0)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from federation.errors import RuleViolation
+from federation.genesis import Genesis
 from federation.kinds import entry_body
+from federation.valueflows import amount_text
 from node.cli.common import (
     emit,
     examples,
@@ -16,9 +19,10 @@ from node.cli.common import (
     open_node,
     progress_bar,
     resolve_lab,
+    short_ref,
     shows_progress,
 )
-from protocol.entry import Entry
+from protocol.entry import Entry, Ref
 
 
 def entry_json(entry: Entry) -> dict[str, Any]:
@@ -42,6 +46,69 @@ def _hexify(value: Any) -> Any:
     return value
 
 
+def _date(ts_us: int) -> str:
+    """The author's clock as a person reads it (UTC, to the minute)."""
+    try:
+        return datetime.fromtimestamp(ts_us / 1e6, UTC).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):
+        return "????-??-?? ??:??"
+
+
+def hours_text(minutes: int) -> str:
+    """Minutes as hours the way ``--hours`` takes them: 150 -> "2:30"."""
+    return f"{minutes // 60}:{minutes % 60:02d}"
+
+
+def _ref_text(value: Any) -> str:
+    ref = value if isinstance(value, Ref) else Ref(*value)
+    return short_ref(ref.author, ref.seq, ref.hash)
+
+
+def summary(entry: Entry, genesis: Genesis) -> str:
+    """One line that says what an entry records, in the user's units: amounts in the
+    unit's decimals, hours as H:MM, LABs by their roster name, refs as AUTHOR:SEQ:HASH
+    (abbreviated), timestamps as dates."""
+    if entry.body is None:
+        return "(redacted)"
+    try:
+        body = entry_body(entry)
+    except RuleViolation:
+        return "(invalid body)"
+    kind = entry.kind
+
+    def amount() -> str:
+        decimals = genesis.units.get(body["unit"], 0)
+        return f"{amount_text(body['amount'], decimals)} {body['unit']}"
+
+    def extra(*keys: str) -> str:
+        return "".join(f", {k} {body[k]!r}" for k in keys if body.get(k))
+
+    if kind == "lab.joined":
+        return f"joined {genesis.name!r} as {genesis.lab_name(entry.author)}"
+    if kind in ("member.added", "member.updated"):
+        return f"{body['handle']} ({body['name']})"
+    if kind == "contribution.recorded":
+        text = f"{body['member']}: {hours_text(body['minutes'])} h {body['stream']}"
+        if body.get("for_lab"):
+            text += f" for {genesis.lab_name(body['for_lab'])}"
+        return text + extra("project", "note")
+    if kind == "contribution.acknowledged":
+        return f"contribution {_ref_text(body['contribution'])}" + extra("note")
+    if kind == "transfer.offered":
+        return f"{amount()} to {genesis.lab_name(body['to'])}" + extra("memo")
+    if kind in ("transfer.accepted", "transfer.declined"):
+        return f"offer {_ref_text(body['offer'])}" + extra("reason")
+    if kind == "transfer.reclaimed":
+        return f"offer {_ref_text(body['offer'])} (declined in {_ref_text(body['decline'])})"
+    if kind == "income.recorded":
+        return f"{amount()} for {body['period']} from {body['source']!r}"
+    if kind == "policy.set":
+        w = body["weights"]
+        return (f"weights livelihood {w.get('livelihood', 0)}, love {w.get('love', 0)}, "
+                f"care {w.get('care', 0)}; care ratio {body['care_ratio']}%")
+    return " ".join(f"{k}={v}" for k, v in _hexify(body).items())
+
+
 @click.command()
 @click.option("--author", metavar="LAB",
               help="Only this LAB's feed: its name or a unique prefix of its id.")
@@ -49,7 +116,11 @@ def _hexify(value: Any) -> Any:
 @click.pass_context
 @examples("  disco log --json | jq '.[] | select(.kind == \"contribution.recorded\")'")
 def log(ctx: click.Context, author: str | None, as_json: bool) -> None:
-    """Show entries, oldest first per feed (streamed, not loaded whole)."""
+    """Show entries, oldest first per feed (streamed, not loaded whole).
+
+    Each line: the author's date (UTC), the LAB, the ref (AUTHOR:SEQ:HASH, abbreviated;
+    any command taking a REF takes it back), the kind and what it records, with
+    amounts in the unit's decimals and hours as H:MM. --json gives the raw bodies."""
     with open_node(ctx) as node:
         lab = resolve_lab(node, author, "--author") if author else None
         genesis = node.require_genesis()
@@ -60,11 +131,9 @@ def log(ctx: click.Context, author: str | None, as_json: bool) -> None:
             if as_json:
                 click.echo(("" if first else ",\n") + json.dumps(entry_json(entry)), nl=False)
             else:
-                body = entry_json(entry)["body"]
-                text = "(redacted)" if body is None else " ".join(
-                    f"{k}={v}" for k, v in body.items())
-                click.echo(f"{genesis.lab_name(entry.author):<16} #{entry.seq:<5} "
-                           f"{entry.kind:<24} {text}")
+                click.echo(f"{_date(entry.header.ts_us)}  {genesis.lab_name(entry.author):<16} "
+                           f"{short_ref(entry.author, entry.seq, entry.hash)}  "
+                           f"{entry.kind:<25} {summary(entry, genesis)}")
             first = False
         if as_json:
             click.echo("\n]")

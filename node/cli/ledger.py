@@ -27,6 +27,7 @@ from node.cli.common import (
     progress_bar,
     resolve_lab,
     resolve_ref,
+    short_ref,
     shows_progress,
     warn_unchecked,
 )
@@ -274,7 +275,8 @@ def transfers(ctx: click.Context, pending: bool, as_json: bool) -> None:
         return
     out = Table("ref", "from", "to", "amount", "state", title="Transfers")
     for r in rows:
-        out.add_row(r["ref"][:8] + ":" + r["ref"].split(":")[1], genesis.lab_name(r["from"]),
+        author, seq, digest = r["ref"].split(":")
+        out.add_row(short_ref(author, int(seq), digest), genesis.lab_name(r["from"]),
                     genesis.lab_name(r["to"]),
                     f"{amount_text(r['amount'], genesis.units[r['unit']])} {r['unit']}",
                     r["state"])

@@ -133,8 +133,15 @@ def join(ctx: click.Context, file: Path, as_json: bool) -> None:
     """Join the federation of a genesis file: the LAB's first entry, lab.joined."""
     with open_node(ctx, writer=True) as node:
         entry = node.join(file, now_us())
-        fid = node.require_genesis().federation_id.hex()
+        genesis = node.require_genesis()
+        fid = genesis.federation_id.hex()
+        name, home_name = genesis.lab_name(node.lab_id), node.home.name
+    if name != home_name:
+        click.echo(f"disco: warning: the federation's roster names this LAB {name!r}, its "
+                   f"folder was made with 'disco init --name {home_name!r}': {name!r} is "
+                   "the name shown everywhere", err=True)
     if as_json:
-        emit({"lab_id": node.lab_id.hex(), "federation_id": fid, "ref": str(entry.ref)})
+        emit({"lab_id": node.lab_id.hex(), "federation_id": fid, "ref": str(entry.ref),
+              "name": name})
     else:
-        click.echo(f"joined federation {fid}")
+        click.echo(f"joined federation {genesis.name!r} ({fid}) as {name!r}")
