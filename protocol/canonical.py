@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from functools import partial
+from itertools import chain
 from typing import Any
 
 import msgpack
@@ -57,6 +59,25 @@ _PLAIN = frozenset({int, str, bytes, bool, type(None)})
 """The scalar types msgpack packs as the rules say. (It refuses, itself, an int out
 of range and a str that is not UTF-8 encodable.)"""
 _STR = frozenset({str})
+_PLAIN_OR_LIST = _PLAIN | {list}
+_is_list = partial(type.__instancecheck__, list)
+_flat = chain.from_iterable
+
+
+def _plain_lists(value: list[Any], depth: int) -> bool:
+    """Whether ``value``, a list at ``depth``, holds at every level only lists and
+    plain scalars, nested within :data:`MAX_DEPTH`: then nothing in it changes. Its
+    elements are looked over a level at a time, by type, in C (a document's rows of
+    rows pass in a few calls, not one each). False says only: walk it."""
+    level = [value]
+    while True:
+        types = set(map(type, _flat(level)))
+        if _PLAIN.issuperset(types):
+            return True
+        depth += 1
+        if depth >= MAX_DEPTH or not _PLAIN_OR_LIST.issuperset(types):
+            return False
+        level = list(filter(_is_list, _flat(level)))  # (only lists: types says)
 
 
 def _fit_scalar(value: Any, where: str = "{where}") -> None:
@@ -76,7 +97,8 @@ _SORTED_KEYS: dict[tuple[Any, ...], bool] = {}
 the check in :func:`_normalise_map`, remembered (maps of one kind share their keys)."""
 
 
-def _normalise(value: Value, depth: int = 0, scalars: bool = False) -> Value:
+def _normalise(value: Value, depth: int = 0, scalars: bool = False,
+               lists: bool = True) -> Value:
     """``value`` with every map's keys sorted by their UTF-8 bytes, and ``value``
     itself (no copy) wherever nothing needs to change: msgpack then packs it exactly
     as the rules say. Raises :class:`_Unfit` for a forbidden type or nesting past
@@ -86,7 +108,9 @@ def _normalise(value: Value, depth: int = 0, scalars: bool = False) -> Value:
 
     The one walk of the encoder. Containers of plain scalars (the usual case) are
     looked over by type in C, not value by value; str sorts by code point, which
-    for encodable text is the order of its UTF-8 bytes."""
+    for encodable text is the order of its UTF-8 bytes. Lists of lists are first
+    looked over by :func:`_plain_lists` (``lists``: not already, by an outer list).
+    """
     t = type(value)
     if t is dict or t is list:
         if depth >= MAX_DEPTH:
@@ -108,12 +132,16 @@ def _normalise(value: Value, depth: int = 0, scalars: bool = False) -> Value:
         return _normalise_map(value, depth + 1, scalars)
     if not scalars and _PLAIN.issuperset(map(type, value)):
         return value if t is list or t is tuple else list(value)
+    if lists and not scalars and t is list:
+        if _plain_lists(value, depth):
+            return value
+        lists = False  # (what is below was looked over, and failed: walk it)
     out = None
     for i, v in enumerate(value):
         if not scalars and type(v) in _PLAIN:
             continue
         try:
-            w = _normalise(v, depth + 1, scalars)
+            w = _normalise(v, depth + 1, scalars, lists)
         except _Unfit as e:
             e.path = f"[{i}]{e.path}"
             raise
