@@ -184,6 +184,12 @@ def test_amounts_and_hours_in_the_users_units(cli: Cli, fed: Fed, tmp_path: Path
         mistake(cli, 2, *income, bad, home=fed.farm)
     for bad in ("1e1", "2,5", "NaN", "2:75", "0"):
         mistake(cli, 2, *hours, bad, home=fed.farm)
+    # Limits are told in the user's units, not in minutes or minor units.
+    assert "at most 744 hours" in mistake(cli, 2, *hours, "99999999", home=fed.farm)
+    assert "more than zero" in mistake(cli, 2, *offer, "0", home=fed.farm)
+    assert "more than zero" in mistake(cli, 2, *income, "-1", home=fed.farm)
+    assert "at most 90071992547409.92" in mistake(cli, 2, *offer, "99999999999999999",
+                                                  home=fed.farm)
     # The same mistake, the same exit code, in every command: an unknown unit is 2.
     for args in (["transfer", "offer", "--to", "Fab Lab", "--amount", "1", "--unit", "EUR"],
                  ["income", "--amount", "1", "--unit", "EUR", "--period", "2026-11",

@@ -22,6 +22,8 @@ import click
 from click.exceptions import NoArgsIsHelpError
 
 from federation.errors import FederationError, GenesisError, RuleViolation
+from federation.kinds import MAX_AMOUNT, MAX_MINUTES
+from federation.valueflows import amount_text
 from node.errors import NodeError
 from node.home import Home, HomeError
 from node.lab import LabNode
@@ -255,7 +257,7 @@ _DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 no comma (``12,50``), no ``NaN`` or ``Infinity``."""
 
 
-def parse_hours(text: str) -> int:
+def parse_hours(text: str, hint: str = "--hours") -> int:
     """``2.5`` or ``2:30`` -> 150 minutes. Raises click.BadParameter."""
     text = text.strip()
     try:
@@ -269,23 +271,35 @@ def parse_hours(text: str) -> int:
         else:
             raise ValueError
     except (ValueError, InvalidOperation):
-        raise click.BadParameter(f"{text!r}: want hours like 2.5 or 2:30") from None
+        raise _bad(f"{text!r}: want hours like 2.5 or 2:30", hint) from None
     if not minutes.is_finite() or minutes != minutes.to_integral_value():
-        raise click.BadParameter(f"{text!r}: hours must come to whole minutes")
+        raise _bad(f"{text!r}: hours must come to whole minutes", hint)
     if minutes <= 0:
-        raise click.BadParameter(f"{text!r}: hours must be more than zero")
+        raise _bad(f"{text!r}: hours must be more than zero", hint)
+    if minutes > MAX_MINUTES:
+        raise _bad(f"{text!r}: at most {MAX_MINUTES // 60} hours in one record", hint)
     return int(minutes)
 
 
-def parse_amount(text: str, decimals: int) -> int:
-    """``12.50`` with 2 decimals -> 1250. Raises click.BadParameter."""
+def parse_amount(text: str, decimals: int, *, at_least: int = 1,
+                 hint: str = "--amount") -> int:
+    """``12.50`` with 2 decimals -> 1250, from ``at_least`` (in minor units) to the
+    largest amount an entry holds. Raises click.BadParameter, in the unit's terms."""
     if not _DECIMAL.fullmatch(text.strip()):
-        raise click.BadParameter(f"{text!r}: want an amount like 12.50")
-    value = Decimal(text.strip())
-    scaled = value.scaleb(decimals)
+        raise _bad(f"{text!r}: want an amount like 12.50", hint)
+    scaled = Decimal(text.strip()).scaleb(decimals)
     if not scaled.is_finite() or scaled != scaled.to_integral_value():
-        raise click.BadParameter(f"{text!r}: at most {decimals} decimals for this unit")
+        raise _bad(f"{text!r}: at most {decimals} decimals for this unit", hint)
+    if scaled < at_least:
+        raise _bad(f"{text!r}: the amount must be more than zero" if at_least
+                   else f"{text!r}: the amount cannot be negative", hint)
+    if scaled > MAX_AMOUNT:
+        raise _bad(f"{text!r}: at most {amount_text(MAX_AMOUNT, decimals)}", hint)
     return int(scaled)
+
+
+def _bad(message: str, hint: str) -> click.BadParameter:
+    return click.BadParameter(message, param_hint=hint)
 
 
 def parse_lab_id(text: str) -> bytes:

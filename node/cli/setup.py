@@ -113,7 +113,8 @@ def federation_create(
             raise click.BadParameter(f"{text!r}: want CODE=AMOUNT", param_hint="--credit-limit")
         if code not in unit_map:
             raise Failure(f"--credit-limit names {code!r}, which is not a --unit", EXIT_UNUSABLE)
-        credit[code] = parse_amount(amount, unit_map[code])
+        credit[code] = parse_amount(amount, unit_map[code], at_least=0,
+                                    hint="--credit-limit")
     genesis = create_genesis(name, labs=labs, units=unit_map, credit_limits=credit,
                              now_us=now_us())
     write_genesis_file(out, genesis)
