@@ -244,6 +244,11 @@ def unpack(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE, what: str = "value"
     Raises :class:`OversizeError` above ``max_size`` and :class:`DecodeError` for
     malformed msgpack, trailing bytes, invalid UTF-8 or ext types.
     """
+    return _unpack(data, max_size, what)
+
+
+def _unpack(data: bytes, max_size: int, what: str) -> Value:
+    """:func:`unpack`, called with its arguments in place (as :func:`decode` calls it)."""
     if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"{what}: got {type(data).__name__}, want bytes")
     if len(data) > max_size:
@@ -268,7 +273,7 @@ def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE, what: str = "value"
     invalid UTF-8) or :class:`NonCanonicalError` (floats, unsorted or duplicate
     keys, non-minimal ints, ...), each naming ``what`` and the byte offset.
     """
-    value = unpack(data, max_size=max_size, what=what)
+    value = _unpack(data, max_size, what)
     try:
         again = _PACKERS.pack(_normalise(value))  # encode(value), one call shorter
     except (_Unfit, OverflowError, UnicodeEncodeError):

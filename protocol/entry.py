@@ -77,10 +77,6 @@ def _utf8_ok(text: str) -> bool:
     return True
 
 
-def _is_hash(v: Any) -> bool:
-    return isinstance(v, bytes) and len(v) == HASH_SIZE
-
-
 _SEQ_MAX = 2**63 - 1
 _TS_MIN, _TS_MAX = -(2**63), 2**63 - 1
 
@@ -88,24 +84,26 @@ _TS_MIN, _TS_MAX = -(2**63), 2**63 - 1
 def _header_problem(
     federation_id: Any, author: Any, seq: Any, prev: Any, ts_us: Any, kind: Any, body_hash: Any
 ) -> str | None:
-    """The first thing wrong with these header fields, or None."""
-    if not _is_hash(federation_id):
+    """The first thing wrong with these header fields, or None. (A hash is bin 32:
+    ``isinstance(v, bytes) and len(v) == HASH_SIZE``, written out, not called, for
+    each of the four: this runs for every entry decoded.)"""
+    if not (isinstance(federation_id, bytes) and len(federation_id) == HASH_SIZE):
         return "federation_id: want bin 32"
-    if not _is_hash(author):
+    if not (isinstance(author, bytes) and len(author) == HASH_SIZE):
         return "author: want bin 32"
     if type(seq) is not int or not 1 <= seq <= _SEQ_MAX:
         return f"seq: got {_show(seq)}, want int >= 1"
     if seq == 1:
         if prev is not None:
             return "prev: must be nil when seq == 1"
-    elif not _is_hash(prev):
+    elif not (isinstance(prev, bytes) and len(prev) == HASH_SIZE):
         return f"prev: want bin 32 when seq > 1 (seq {seq})"
     if type(ts_us) is not int or not _TS_MIN <= ts_us <= _TS_MAX:
         return f"ts_us: got {_show(ts_us)}, want int"
     if not isinstance(kind, str) or not 0 < len(kind) <= MAX_KIND_LENGTH or not (
             kind.isascii() or _utf8_ok(kind)):
         return f"kind: want a UTF-8 str of 1 to {MAX_KIND_LENGTH} characters"
-    if not _is_hash(body_hash):
+    if not (isinstance(body_hash, bytes) and len(body_hash) == HASH_SIZE):
         return "body_hash: want bin 32"
     return None
 
