@@ -302,14 +302,25 @@ def test_json_on_every_command(cli: Cli, fed: Fed, tmp_path: Path) -> None:
 def test_serve_json_prints_one_line_when_ready(fed: Fed) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     env.pop("DISCO_HOME", None)
-    proc = subprocess.Popen([*DISCO, "serve", "--home", str(fed.farm), "--listen",
-                             "127.0.0.1:0", "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=fed.farm.parent)
-    try:
-        assert proc.stdout is not None
-        ready = json.loads(proc.stdout.readline())
-        assert ready["lab_id"] == fed.a and ready["url"].startswith("http://127.0.0.1:")
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    assert all(json.loads(line) for line in out.splitlines() if line.strip())
+    for as_json in (["--json"], []):
+        proc = subprocess.Popen([*DISCO, "serve", "--home", str(fed.farm), "--listen",
+                                 "127.0.0.1:0", *as_json], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env,
+                                cwd=fed.farm.parent)
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            if as_json:
+                ready = json.loads(first)
+                assert ready["lab_id"] == fed.a
+                assert ready["url"].startswith("http://127.0.0.1:")
+            else:
+                while "listening on" not in first and first:
+                    first = proc.stdout.readline()
+                # One name per LAB: the roster's, not the init name.
+                assert first.startswith("disco node 'Freedom Farms' listening on http://")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=60)
+        if as_json:
+            assert all(json.loads(line) for line in out.splitlines() if line.strip())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -333,7 +332,7 @@ def payout(ctx: click.Context, period: str, unit: str | None, lab: str | None,
         emit(result.as_json())
         return
     click.echo(f"Income {amount_text(result.income, decimals)} {unit} for {period}; "
-               f"weights {json.dumps(dict(result.weights))}, care ratio {result.care_ratio}%")
+               + _policy_line(dict(result.weights), result.care_ratio))
     click.echo(f"Formula: {result.formula}")
     out = Table("member", "livelihood h", "love h", "care h", f"share {unit}")
     for member, amount in result.shares.items():

@@ -102,14 +102,19 @@ def serve(ctx: click.Context, listen: str, max_connections: int, max_body: int,
 def _serve_log(service: NodeService, as_json: bool) -> Callable[[str], None]:
     """The node's log lines on stdout; with ``--json`` the line that says it is
     listening becomes one JSON line ``{"url", "lab_id"}`` and the rest go to stderr."""
+    genesis = service.node.genesis
+    name = (genesis.lab_name(service.node.lab_id) if genesis is not None
+            and genesis.is_member(service.node.lab_id) else service.home.name)
+
     def log(line: str) -> None:
-        if not as_json:
-            print(line, flush=True)
-        elif line.startswith("disco node ") and " listening on " in line:
+        ready = line.startswith("disco node ") and " listening on " in line
+        if ready and as_json:
             print(json.dumps({"url": service.url, "lab_id": service.node.lab_id.hex()}),
                   flush=True)
+        elif ready:  # one name per LAB: the roster's
+            print(f"disco node {name!r} listening on {service.url}", flush=True)
         else:
-            print(line, file=sys.stderr, flush=True)
+            print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
     return log
 
 
