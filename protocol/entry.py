@@ -362,10 +362,6 @@ def _where(hdr: list[Any]) -> str:
     return f"{short(hdr[2])}#{hdr[3]}"
 
 
-def decode_stored(raw: bytes) -> Entry:
-    """Deprecated: ``decode_entry(raw, _trusted=True)``. Kept, outside ``__all__``,
-    only until its last caller (``node/bundle.py``) calls that instead."""
-    return decode_entry(raw, _trusted=True)
 
 
 def verifying_key(author: bytes, seq: int) -> bytes:
