@@ -321,12 +321,14 @@ def resolve_lab(node: LabNode, text: str, param_hint: str) -> bytes:
     if len(by_name) == 1:
         return by_name[0]
     hex_text = wanted.lower()
-    by_id = [lab.id for lab in genesis.labs if len(hex_text) >= 4
-             and all(c in "0123456789abcdef" for c in hex_text)
-             and lab.id.hex().startswith(hex_text)]
+    is_hex = len(hex_text) >= 4 and all(c in "0123456789abcdef" for c in hex_text)
+    by_id = [lab.id for lab in genesis.labs if is_hex and lab.id.hex().startswith(hex_text)]
     if len(by_id) == 1:
         return by_id[0]
-    names = ", ".join(f"{lab.name} ({lab.id.hex()[:8]})" for lab in genesis.labs)
+    shown = genesis.labs[:8]
+    names = ", ".join(f"{lab.name} ({lab.id.hex()[:8]})" for lab in shown)
+    if len(genesis.labs) > len(shown):
+        names += f", and {len(genesis.labs) - len(shown)} more ('disco status' lists them)"
     what = "several LABs" if len(by_id) > 1 or len(by_name) > 1 else "no LAB"
     raise click.BadParameter(f"{text!r} names {what} of the federation; give a name or "
                              f"more of the id: {names}", param_hint=param_hint)
@@ -386,6 +388,12 @@ def run_main(group: click.Group, args: list[str] | None = None) -> None:
     except BrokenPipeError:
         _quiet_stdout()
         sys.exit(0)
+    except Exception as e:  # a bug of ours: one line (DISCO_DEBUG=1 shows the traceback)
+        if os.environ.get("DISCO_DEBUG"):
+            raise
+        click.echo(f"disco: internal error: {type(e).__name__}: {e} (run again with "
+                   "DISCO_DEBUG=1 for the traceback, and report it)", err=True)
+        sys.exit(EXIT_FAILURE)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
