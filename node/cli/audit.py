@@ -10,7 +10,7 @@ from typing import Any, BinaryIO, cast
 import click
 
 from federation.audit import AuditReport, audit_bundle
-from federation.bundle import BundleError
+from federation.errors import BundleError
 from node.audit_workers import SignatureWorkers
 from node.bundle import export_bundle
 from node.checkpoints import CheckpointBook, leaf_hashes

@@ -68,12 +68,12 @@ def summary(entry: Entry, genesis: Genesis) -> str:
     """One line that says what an entry records, in the user's units: amounts in the
     unit's decimals, hours as H:MM, LABs by their roster name, refs as AUTHOR:SEQ:HASH
     (abbreviated), timestamps as dates."""
-    if entry.body is None:
-        return "(redacted)"
     try:
         body = entry_body(entry)
     except RuleViolation:
         return "(invalid body)"
+    if body is None:
+        return "(redacted)"
     kind = entry.kind
 
     def amount() -> str:
