@@ -523,6 +523,13 @@ def test_a_redacted_bundle_verifies_and_counts_redactions(world: World, tmp_path
     assert report["redacted"] == about_ana
     assert report["entries"] == 13
     assert report["balances"] == world.cli.json("audit", str(world.bundle))["balances"]
+    # The digest differs from the nodes' (redacted entries count for nothing), and the
+    # audit says so; a bundle without redactions carries no such note.
+    full = world.cli.json("audit", str(world.bundle))
+    assert report["state_digest"] != full["state_digest"] and "digest_note" not in full
+    assert "differs from the one the nodes show" in report["digest_note"]
+    text = world.cli("audit", str(redacted)).stdout
+    assert "note: 2 redacted entries count for nothing here" in text
 
 
 # -- every single bit ----------------------------------------------------------------

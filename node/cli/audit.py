@@ -93,15 +93,26 @@ class _Counted:
         return getattr(self.f, name)
 
 
+REDACTED_DIGEST = ("{n} redacted entries count for nothing here (their bodies were "
+                   "removed before export), so this state digest differs from the one the "
+                   "nodes show; balances and transfers are the same unless a redacted "
+                   "entry carried them")
+
+
 def _print_report(report: AuditReport, as_json: bool) -> None:
     if as_json:
-        emit(report.as_json())
+        doc = report.as_json()
+        if report.redacted:
+            doc["digest_note"] = REDACTED_DIGEST.format(n=report.redacted)
+        emit(doc)
         return
     click.echo(f"federation {report.federation} ({report.federation_id.hex()})")
     click.echo(f"{report.entries} entries in {len(report.feeds)} feeds, "
                f"{report.checkpoints} checkpoints, {report.forks} fork proofs, "
                f"{report.redacted} redacted")
     click.echo(f"state digest {report.state_digest.hex()}")
+    if report.redacted:
+        click.echo("note: " + REDACTED_DIGEST.format(n=report.redacted))
     if report.ok:
         click.echo("audit passed: every signature, link, checkpoint and ledger rule holds")
         return
