@@ -14,7 +14,9 @@ Kinds and bodies:
 ``member.added``            handle, name str
 ``member.updated``          handle, name str
 ``contribution.recorded``   member handle, stream, minutes int,
-                            [for_lab bin32], [project str], [note str]
+                            [for_lab bin32], [project str], [note str],
+                            [date "YYYY-MM-DD": the day the work was done, which
+                            books it in its month; else the author's timestamp]
 ``contribution.acknowledged`` contribution ref, [note str]
 ``transfer.offered``        to bin32, amount int, unit str, [memo str]
 ``transfer.accepted``       offer ref, [reason str]
@@ -38,6 +40,7 @@ node, in every arrival order, and in the offline audit.
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +64,7 @@ and its sum with another or with one entry's amount, fits a signed 64-bit intege
 minor units of a 2-decimal unit are 4.6e16 units; 2**62 minutes are 8.8e12 years."""
 OUT_OF_RANGE = "out-of-range"
 PERIOD = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+DAY = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")
 
 Checker = Callable[[Any], str | None]
 
@@ -103,6 +107,17 @@ def _period(v: Any) -> str | None:
     if isinstance(v, str) and PERIOD.match(v):
         return None
     return "want a month as YYYY-MM"
+
+
+def day_problem(v: Any) -> str | None:
+    """What is wrong with ``v`` as a day (YYYY-MM-DD of the calendar), or None."""
+    if isinstance(v, str) and DAY.match(v):
+        try:
+            datetime.date.fromisoformat(v)
+        except ValueError:
+            return f"{v} is no day of the calendar"
+        return None
+    return "want a day as YYYY-MM-DD"
 
 
 def _weights(v: Any) -> str | None:
@@ -176,7 +191,7 @@ SCHEMAS: dict[str, Schema] = {
     "contribution.recorded": Schema(
         {"member": _handle, "stream": _one_of(*STREAMS),
          "minutes": _int_range(1, MAX_MINUTES)},
-        {"for_lab": _bin32, "project": _text(200), "note": _text(MAX_TEXT)},
+        {"for_lab": _bin32, "project": _text(200), "note": _text(MAX_TEXT), "date": day_problem},
     ),
     "contribution.acknowledged": Schema({"contribution": _ref}, {"note": _text(MAX_TEXT)}),
     "transfer.offered": Schema(

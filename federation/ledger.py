@@ -335,7 +335,9 @@ class Ledger:
                       ) -> tuple[tuple[bytes, bytes, str, str, str], int]:
         """The contributions row of ``author``'s contribution ``body`` and its minutes
         with it. Raises :class:`RuleViolation` (``out-of-range``) past the range."""
-        key = (author, body.get("for_lab", b""), body["member"], body["stream"], month_of(ts_us))
+        day = body.get("date")
+        month = day[:7] if day is not None else month_of(ts_us)
+        key = (author, body.get("for_lab", b""), body["member"], body["stream"], month)
         return key, check_total(self.contributions.get(key, 0) + body["minutes"],
                                 "the contributed minutes")
 

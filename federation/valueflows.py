@@ -201,6 +201,8 @@ def _work(entry: Entry, body: dict[str, Any]) -> dict[str, Any]:
     receiver = body.get("for_lab", author)
     node = _event(entry, WORK, member_iri(author, body["member"]), lab_iri(receiver),
                   entry.header.ts_us)
+    if "date" in body:  # the day the work was done, not when it was typed
+        node["hasPointInTime"] = body["date"] + "T00:00:00Z"
     node["inScopeOf"] = lab_iri(author)
     node["effortQuantity"] = _measure(hours(body["minutes"]), HOUR)
     classes = [stream_iri(body["stream"])]

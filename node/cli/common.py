@@ -22,7 +22,7 @@ import click
 from click.exceptions import NoArgsIsHelpError
 
 from federation.errors import FederationError, GenesisError, RuleViolation
-from federation.kinds import MAX_AMOUNT, MAX_MINUTES
+from federation.kinds import MAX_AMOUNT, MAX_MINUTES, day_problem
 from federation.valueflows import amount_text
 from node.errors import NodeError
 from node.home import Home, HomeError
@@ -406,3 +406,13 @@ def _quiet_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
         pass
+
+
+def parse_day(text: str | None, option: str = "--date") -> str | None:
+    """A day typed as YYYY-MM-DD (None stays None); a usage error (exit 2) otherwise."""
+    if text is None:
+        return None
+    problem = day_problem(text)
+    if problem is not None:
+        raise click.BadParameter(f"{text!r}: {problem}, e.g. 2026-10-31", param_hint=option)
+    return text

@@ -13,6 +13,7 @@ from node.cli.common import (
     json_option,
     now_us,
     open_node,
+    parse_day,
     parse_hours,
     resolve_lab,
 )
@@ -89,16 +90,22 @@ def member_list(ctx: click.Context, lab: str | None, as_json: bool) -> None:
               help="The LAB the work was for: its name or a unique prefix of its id.")
 @click.option("--project", help="Project name.")
 @click.option("--note", help="A short note.")
+@click.option("--date", "day", metavar="YYYY-MM-DD",
+              help="The day the work was done (default: today); it books the hours in "
+                   "that month, so a late month can still be closed.")
 @json_option
 @click.pass_context
-@examples("  disco record --member ana --stream care --hours 2:30 --note 'childcare rota'")
+@examples("  disco record --member ana --stream care --hours 2:30 --note 'childcare rota'\n"
+          "  disco record --member ana --stream love --hours 4 --date 2026-10-30")
 def record(
     ctx: click.Context, member_handle: str, stream: str, hours: str, for_lab: str | None,
-    project: str | None, note: str | None, as_json: bool,
+    project: str | None, note: str | None, day: str | None, as_json: bool,
 ) -> None:
     """Record a member's contribution: contribution.recorded."""
     body: dict[str, Any] = {"member": member_handle, "stream": stream,
                             "minutes": parse_hours(hours)}
+    if day is not None:
+        body["date"] = parse_day(day)
     if project:
         body["project"] = project
     if note:

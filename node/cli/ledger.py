@@ -23,6 +23,7 @@ from node.cli.common import (
     now_us,
     open_node,
     parse_amount,
+    parse_day,
     progress_bar,
     resolve_lab,
     resolve_ref,
@@ -170,14 +171,24 @@ def acknowledge(ctx: click.Context, ref: str, note: str | None, as_json: bool) -
 @click.command()
 @click.option("--amount", required=True, help="Income in the unit's decimals.")
 @click.option("--unit", required=True, help="Unit code.")
-@click.option("--period", required=True, help="Month, YYYY-MM.")
+@click.option("--period", help="Month, YYYY-MM (or give --date).")
+@click.option("--date", "day", metavar="YYYY-MM-DD",
+              help="A day of the month the income belongs to (instead of --period).")
 @click.option("--source", required=True, help="Where it came from.")
 @json_option
 @click.pass_context
-@examples("  disco income --amount 4200.00 --unit JXC --period 2026-11 --source 'market sales'")
-def income(ctx: click.Context, amount: str, unit: str, period: str, source: str,
-           as_json: bool) -> None:
+@examples("  disco income --amount 4200.00 --unit JXC --period 2026-11 --source 'market sales'\n"
+          "  disco income --amount 300.00 --unit JXC --date 2026-10-28 --source 'late invoice'")
+def income(ctx: click.Context, amount: str, unit: str, period: str | None, day: str | None,
+           source: str, as_json: bool) -> None:
     """Record the LAB's income for a period: income.recorded."""
+    day = parse_day(day)
+    if day is not None and period is not None and day[:7] != period:
+        raise click.BadParameter(f"{day} is not in {period}; give one of them",
+                                 param_hint="--date")
+    period = period or (day[:7] if day else None)
+    if period is None:
+        raise click.UsageError("give --period YYYY-MM or --date YYYY-MM-DD")
     with open_node(ctx, writer=True) as node:
         body = {"amount": parse_amount(amount, _unit_decimals(node, unit)), "unit": unit,
                 "period": _period(period), "source": source}
