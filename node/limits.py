@@ -87,9 +87,10 @@ def connection_cap(wanted: int) -> int:
     return max(1, min(wanted, soft - RESERVED_FDS - 3 * BACKLOG))
 
 
+_BUSY_BODY = b'{"error": "too many connections; try later"}\n'
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-         b"Retry-After: 5\r\nConnection: close\r\nContent-Length: 45\r\n\r\n"
-         b'{"error": "too many connections; try later"}\n')
+         b"Retry-After: 5\r\nConnection: close\r\n"
+         b"Content-Length: %d\r\n\r\n" % len(_BUSY_BODY) + _BUSY_BODY)
 
 
 class _Refuse(asyncio.Protocol):

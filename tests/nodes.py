@@ -525,3 +525,13 @@ def fake_peer_thread(lab: bytes, routes: dict[str, Callable[[web.Request], Await
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
         loop.close()
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """Check a refused command: exit ``code``, one ``disco:`` line on stderr and no
+    traceback; return that line."""
+    assert result.returncode == code, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("disco: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]

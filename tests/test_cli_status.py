@@ -6,7 +6,6 @@ and the peers' names once they have been contacted. Driven as a person would:
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,14 @@ import pytest
 
 from node.cli.common import ago
 from tests.conftest import Cli
-from tests.nodes import Nodes, add_member, author_contributions, federation, node_group
+from tests.nodes import (
+    Nodes,
+    add_member,
+    author_contributions,
+    federation,
+    node_group,
+    one_line_error,
+)
 
 DEAD = "http://127.0.0.1:1"
 
@@ -25,12 +31,6 @@ def nodes() -> Iterator[Nodes]:
     with node_group(env={"DISCO_GOSSIP_INTERVAL": "600"}) as n:
         yield n
 
-
-def _one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("disco: "), result.stderr
-    return lines[0]
 
 
 def test_status_shows_roster_peers_and_lag(tmp_path: Path, nodes: Nodes, cli: Cli) -> None:
@@ -93,12 +93,12 @@ def test_status_shows_roster_peers_and_lag(tmp_path: Path, nodes: Nodes, cli: Cl
 
 
 def test_status_mistakes_are_one_line(tmp_path: Path, cli: Cli) -> None:
-    line = _one_line_error(cli("status", home=tmp_path / "nowhere", check=False), 2)
+    line = one_line_error(cli("status", home=tmp_path / "nowhere", check=False), 2)
     assert "no node folder" in line
     cli("init", "--name", "Alone", home=tmp_path / "alone")
-    line = _one_line_error(cli("status", home=tmp_path / "alone", check=False), 1)
+    line = one_line_error(cli("status", home=tmp_path / "alone", check=False), 1)
     assert "has not joined a federation" in line, line
-    line = _one_line_error(cli("status", "--peers", home=tmp_path / "alone", check=False), 2)
+    line = one_line_error(cli("status", "--peers", home=tmp_path / "alone", check=False), 2)
     assert "--peers" in line
 
 

@@ -31,6 +31,7 @@ from tests.nodes import (
     feed_seqs,
     node_env,
     node_group,
+    one_line_error,
     sync_once,
     wait_until,
 )
@@ -44,13 +45,6 @@ def nodes() -> Iterator[Nodes]:
     with node_group(env={"DISCO_GOSSIP_INTERVAL": "600"}) as n:
         yield n
 
-
-def _one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("disco: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 def test_sync_runs_until_in_sync_past_one_round(tmp_path: Path, nodes: Nodes,
@@ -122,7 +116,7 @@ def test_sync_stops_and_says_so_when_the_peer_cannot_give_more(tmp_path: Path,
                               "/v1/sync/checkpoints": nothing}
     with fake_peer_thread(stuck.lab_id, routes) as url:
         result = cli("sync", url, home=syncing.path, check=False, input="")
-        line = _one_line_error(result, 1)
+        line = one_line_error(result, 1)
         assert "not in sync, and a round moved nothing" in line, line
         assert "the peer cannot give more" in line, line
         assert result.stdout == ""
@@ -135,16 +129,16 @@ def test_sync_stops_and_says_so_when_the_peer_cannot_give_more(tmp_path: Path,
 def test_sync_mistakes_are_one_line(tmp_path: Path, cli: Cli) -> None:
     fed = federation(tmp_path, ["Farm", "FabLab"])
     farm = fed.homes[0]
-    line = _one_line_error(cli("sync", home=farm.path, check=False, input=""), 1)
+    line = one_line_error(cli("sync", home=farm.path, check=False, input=""), 1)
     assert "no peers" in line and "disco peer add" in line, line
-    line = _one_line_error(cli("sync", "ftp://x", home=farm.path, check=False), 2)
+    line = one_line_error(cli("sync", "ftp://x", home=farm.path, check=False), 2)
     assert "want http(s)://HOST:PORT" in line, line
-    line = _one_line_error(cli("sync", "--once", "http://127.0.0.1:1", home=farm.path,
+    line = one_line_error(cli("sync", "--once", "http://127.0.0.1:1", home=farm.path,
                                check=False, input=""), 1)
     assert line.startswith("disco: sync with http://127.0.0.1:1 failed:"), line
-    line = _one_line_error(cli("sync", "--rounds", "3", home=farm.path, check=False), 2)
+    line = one_line_error(cli("sync", "--rounds", "3", home=farm.path, check=False), 2)
     assert "--rounds" in line
-    line = _one_line_error(cli("sync", home=tmp_path / "nowhere", check=False), 2)
+    line = one_line_error(cli("sync", home=tmp_path / "nowhere", check=False), 2)
     assert "no node folder" in line
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from node.home import Home
 from tests.conftest import DISCO, POSTGRES_DSN, Cli, drop_schema
-from tests.nodes import Nodes, federation, node_env, node_group
+from tests.nodes import Nodes, federation, node_env, node_group, one_line_error
 
 
 @pytest.fixture
@@ -22,13 +22,6 @@ def nodes() -> Iterator[Nodes]:
     with node_group(env={"DISCO_GOSSIP_INTERVAL": "600"}) as n:
         yield n
 
-
-def _one_line_error(result: subprocess.CompletedProcess[str], code: int) -> str:
-    assert result.returncode == code, (result.stdout, result.stderr)
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("disco: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
 
 
 def _serve(home: Path) -> subprocess.CompletedProcess[str]:
@@ -42,7 +35,7 @@ def test_a_second_serve_on_one_home_is_refused(tmp_path: Path, nodes: Nodes) -> 
     farm = fed.homes[0]
     first = nodes.start_one(farm.path)
     second = _serve(farm.path)
-    line = _one_line_error(second, 1)
+    line = one_line_error(second, 1)
     assert line == (f"disco: another disco serve is running on this home "
                     f"(pid {first.proc.pid})"), line
     assert first.proc.poll() is None  # the first one runs on
@@ -56,12 +49,12 @@ def test_a_second_serve_on_one_home_is_refused(tmp_path: Path, nodes: Nodes) -> 
 def test_init_checks_the_postgres_dsn_at_once(tmp_path: Path, cli: Cli) -> None:
     home = tmp_path / "farm"
     bad = "postgresql://postgres:s3cret@127.0.0.1:1/test"
-    line = _one_line_error(cli("init", "--name", "Farm", "--postgres", bad, home=home,
+    line = one_line_error(cli("init", "--name", "Farm", "--postgres", bad, home=home,
                                check=False, input=""), 2)
     assert "cannot reach PostgreSQL at postgresql://postgres:***@127.0.0.1:1/test" in line
     assert "s3cret" not in line and "refused" in line.lower(), line
     assert not home.exists()  # nothing created
-    line = _one_line_error(cli("init", "--name", "Farm", "--postgres", "not a dsn",
+    line = one_line_error(cli("init", "--name", "Farm", "--postgres", "not a dsn",
                                home=home, check=False, input=""), 2)
     assert "not a PostgreSQL DSN" in line and not home.exists()
     if not POSTGRES_DSN:
@@ -78,7 +71,7 @@ def test_init_checks_the_postgres_dsn_at_once(tmp_path: Path, cli: Cli) -> None:
 def test_init_encrypt_without_a_terminal_asks_for_disco_passphrase(tmp_path: Path,
                                                                    cli: Cli) -> None:
     home = tmp_path / "farm"
-    line = _one_line_error(cli("init", "--name", "Farm", "--encrypt", home=home,
+    line = one_line_error(cli("init", "--name", "Farm", "--encrypt", home=home,
                                check=False, input="", env={"DISCO_PASSPHRASE": ""}), 2)
     assert "set DISCO_PASSPHRASE" in line, line
     assert not home.exists()
