@@ -127,6 +127,11 @@ class PeerClient:
         try:
             response = await self.session.request(method, self.url + path, data=body,
                                                   headers=headers, timeout=TIMEOUT)
+        except aiohttp.ClientConnectorCertificateError as e:
+            raise PeerError(f"{self.url}: its TLS certificate is not trusted here "
+                            f"({e.certificate_error}); a private CA is trusted by naming "
+                            "a bundle that holds it in SSL_CERT_FILE (deploy/README.md)"
+                            ) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise PeerError(f"{self.url}: {type(e).__name__}: {e}") from None
         if response.status != 200:

@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -299,12 +300,13 @@ class Reply:
 
 
 def post(url: str, path: str, body: bytes, headers: dict[str, str] | None = None,
-         timeout: float = 60.0) -> Reply:
-    """POST ``body`` as-is with ``headers``; any status comes back as a :class:`Reply`."""
+         timeout: float = 60.0, context: ssl.SSLContext | None = None) -> Reply:
+    """POST ``body`` as-is with ``headers``; any status comes back as a :class:`Reply`.
+    ``context``: the TLS context of an https URL (e.g. one trusting a test CA)."""
     request = urllib.request.Request(url + path, data=body, method="POST",
                                      headers={"Content-Type": MEDIA_TYPE, **(headers or {})})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as r:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as r:
             return Reply(r.status, r.read(), r.headers.get_content_type())
     except urllib.error.HTTPError as e:
         with e:
