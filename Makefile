@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint bench demo docs clean
+.PHONY: install test lint bench demo docs clean proxy
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import venv, ensurepip' 2>/dev/null || { \
@@ -18,8 +18,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) proxy
 	$(BIN)/pytest -q -p no:cacheprovider
+
+# tests/test_deploy_proxy.py runs a real nginx: Debian's package, when it is missing.
+proxy:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing nginx (Debian) for tests/test_deploy_proxy.py"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq nginx >/dev/null; \
+	  else \
+	    echo "nginx is missing and this is not root: tests/test_deploy_proxy.py is" \
+	      "skipped (sudo apt-get install nginx runs it)"; \
+	  fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check protocol federation node tests bench
