@@ -24,6 +24,21 @@ DISCO = [sys.executable, "-c", "from node.cli import run; run()"]
 POSTGRES_DSN = os.environ.get("DISCO_TEST_POSTGRES")
 
 
+def disco_on_path(bin_dir: Path) -> dict[str, str]:
+    """An environment where a plain ``disco`` (and ``python3``) is this repository's,
+    as a person's shell has it after ``make install``: a ``disco`` shim in
+    ``bin_dir``, first on the PATH. For tests that run shell scripts."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    shim = bin_dir / "disco"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c '
+                    '"from node.cli import run; run()" "$@"\n')
+    shim.chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": str(REPO),
+           "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("DISCO_HOME", None)
+    return env
+
+
 def read_ahead_children(parent: int) -> list[int]:
     """Pids of the read-ahead processes (node/readahead.py) that ``parent`` started
     (Linux /proc)."""

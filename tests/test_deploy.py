@@ -1,4 +1,7 @@
-"""Issue 13, point 13: the container. No Docker daemon runs where the suite runs, so
+"""Issue 13, point 13: deploy/ as an operator uses it (the proxy: test_deploy_proxy.py).
+
+The systemd unit reads the file its comments and node.env.example name, and serves
+on the loopback only. The container: no Docker daemon runs where the suite runs, so
 the image is not built here; what it runs is tested for real: its entrypoint
 (``deploy/docker-entrypoint.sh``) initialises, joins, serves and health-checks a
 node, with ``disco`` (this repository's) on the PATH as the image installs it. The
@@ -11,33 +14,24 @@ import os
 import re
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, disco_on_path
 from tests.nodes import one_line_error, wait_until
 
 ENTRYPOINT = REPO / "deploy" / "docker-entrypoint.sh"
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
+UNIT = REPO / "deploy" / "systemd" / "disco-node.service"
+NODE_ENV = REPO / "deploy" / "node.env.example"
 
 
 @pytest.fixture
-def entrypoint(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+def entrypoint(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """The entrypoint's path and an environment where ``disco`` is this repository's
-    command (a shim on the PATH)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    shim = bin_dir / "disco"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c "from node.cli import run; run()"'
-                    ' "$@"\n')
-    shim.chmod(0o755)
-    env = {**os.environ, "PYTHONPATH": str(REPO),
-           "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("DISCO_HOME", None)
-    yield ENTRYPOINT, env
+    command, on the PATH as in the image."""
+    return ENTRYPOINT, disco_on_path(tmp_path / "bin")
 
 
 def run(entry: tuple[Path, dict[str, str]], *args: str, home: Path, listen: str = "",
@@ -111,3 +105,19 @@ def test_the_image_runs_the_entrypoint_as_a_user_and_publishes_nothing() -> None
     assert re.search(r'^HEALTHCHECK .*\n\s*CMD \["disco-entrypoint", "healthcheck"\]', text,
                      re.M), text
     assert os.access(ENTRYPOINT, os.X_OK)
+
+
+def test_the_systemd_unit_reads_the_file_it_names_and_serves_on_the_loopback() -> None:
+    text = UNIT.read_text()
+    settings = dict(line.split("=", 1) for line in text.splitlines()
+                    if "=" in line and not line.startswith("#"))
+    env_file = settings["EnvironmentFile"].lstrip("-")
+    assert env_file == "/etc/disco/node.env"
+    comments = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    assert f"install -m 0600 /opt/disco/deploy/node.env.example {env_file}" in comments
+    assert NODE_ENV.read_text().startswith(f"# {env_file} ")
+    assert "DISCO_PASSPHRASE=" in NODE_ENV.read_text()
+    assert settings["ExecStart"].endswith("serve --listen 127.0.0.1:8750")
+    assert settings["ExecStart"].split()[0] in comments  # the command the steps use
+    home = settings["Environment"].removeprefix("DISCO_HOME=")
+    assert settings["ReadWritePaths"] == home and f"--home {home} init" in comments
