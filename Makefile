@@ -21,17 +21,22 @@ install: $(STAMP)
 test: $(STAMP) proxy
 	$(BIN)/pytest -q -p no:cacheprovider
 
-# tests/test_deploy_proxy.py runs a real nginx: Debian's package, when it is missing.
+# tests/test_deploy_proxy.py runs a real nginx and Caddy: Debian's packages, when
+# they are missing.
+PROXIES := nginx caddy
 proxy:
-	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	@missing=""; for p in $(PROXIES); do \
+	  command -v $$p >/dev/null 2>&1 || [ -x /usr/sbin/$$p ] || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing nginx (Debian) for tests/test_deploy_proxy.py"; \
+	    echo "installing$$missing (Debian) for tests/test_deploy_proxy.py"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq nginx >/dev/null; \
+	      apt-get install -y -qq$$missing >/dev/null; \
 	  else \
-	    echo "nginx is missing and this is not root: tests/test_deploy_proxy.py is" \
-	      "skipped (sudo apt-get install nginx runs it)"; \
-	  fi; }
+	    echo "missing$$missing and not root: their tests in tests/test_deploy_proxy.py" \
+	      "are skipped (sudo apt-get install$$missing runs them)"; \
+	  fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check protocol federation node tests bench

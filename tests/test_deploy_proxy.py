@@ -1,11 +1,13 @@
-"""Issue 13, point 13: two real ``disco serve`` nodes behind a real nginx with TLS
-from a private CA, syncing through it.
+"""Issue 13, point 13: two real ``disco serve`` nodes behind a real proxy (nginx,
+and Caddy) with TLS from a private CA, syncing through it.
 
-The nginx configuration is the shipped ``deploy/nginx/disco.conf``, with only its
-names, ports and certificate paths replaced; each node's peer URL is the other's
-https address on nginx. The nodes trust the private CA the way the README tells an
-operator to: ``SSL_CERT_FILE`` naming a bundle that holds it. Skipped only where the
-``nginx`` binary is absent (``make test`` installs it from Debian's packages).
+The proxy's configuration is the shipped one (``deploy/nginx/disco.conf``,
+``deploy/Caddyfile``) with only its names, ports and certificate paths replaced
+(and, for Caddy, an access log added); each node's peer URL is the other's https
+address on the proxy. The nodes trust the private CA the way the README tells an
+operator to: ``SSL_CERT_FILE`` naming a bundle that holds it. A proxy's tests are
+skipped only where its binary is absent (``make test`` installs both from Debian's
+packages).
 """
 
 from __future__ import annotations
@@ -13,16 +15,18 @@ from __future__ import annotations
 import datetime
 import grp
 import ipaddress
+import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import ssl
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,11 +53,17 @@ from tests.nodes import (
 )
 
 SHIPPED = REPO / "deploy" / "nginx" / "disco.conf"
-NGINX = shutil.which("nginx") or next(
-    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None)
+CADDYFILE = REPO / "deploy" / "Caddyfile"
 
-pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed "
-                                "(make test installs it: apt-get install nginx)")
+
+def _binary(name: str) -> str | None:
+    return shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/local/sbin/{name}") if os.access(p, os.X_OK)),
+        None)
+
+
+NGINX = _binary("nginx")
+CADDY = _binary("caddy")
 
 
 # -- a private CA ---------------------------------------------------------------
@@ -116,8 +126,8 @@ def make_pki(folder: Path) -> Pki:
 # -- nginx from the shipped file --------------------------------------------------
 
 
-def _replace_once(text: str, old: str, new: str) -> str:
-    assert text.count(old) == 1, (f"{SHIPPED.relative_to(REPO)} no longer has {old!r} "
+def _replace_once(text: str, old: str, new: str, shipped: Path = SHIPPED) -> str:
+    assert text.count(old) == 1, (f"{shipped.relative_to(REPO)} no longer has {old!r} "
                                   "once: adapt this test to what is shipped")
     return text.replace(old, new)
 
@@ -149,26 +159,69 @@ def free_port() -> int:
 
 @dataclass
 class Proxy:
-    """A running nginx in front of some nodes; ``urls[i]`` fronts ``nodes[i]``."""
+    """A running proxy in front of some nodes; ``urls[i]`` fronts the i-th node."""
 
     proc: subprocess.Popen[bytes]
     folder: Path
     urls: list[str]
 
-    @property
-    def access_log(self) -> str:
-        return (self.folder / "access.log").read_text()
+    def requests(self) -> list[tuple[str, str, int]]:
+        """(method, path, status) of each request in the access log (nginx's
+        combined lines or Caddy's JSON lines)."""
+        out = []
+        for line in (self.folder / "access.log").read_text().splitlines():
+            if line.startswith("{"):
+                entry = json.loads(line)
+                out.append((entry["request"]["method"], entry["request"]["uri"],
+                            int(entry["status"])))
+            else:
+                m = re.search(r'"(\w+) (\S+) HTTP/[\d.]+" (\d{3})', line)
+                assert m, line
+                out.append((m.group(1), m.group(2), int(m.group(3))))
+        return out
 
     @property
-    def error_log(self) -> str:
+    def output(self) -> str:
         path = self.folder / "error.log"
         return path.read_text() if path.exists() else ""
 
 
 @contextmanager
+def running(command: list[str], folder: Path, ports: list[int], pki: Pki,
+            stop: signal.Signals, env: dict[str, str] | None = None) -> Iterator[Proxy]:
+    """Run the proxy ``command`` (its output in folder/error.log) until every
+    https://127.0.0.1:PORT answers GET /v1/status; stop it with ``stop`` on the way
+    out (SIGKILL if it lingers)."""
+    with open(folder / "error.log", "ab") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder,
+                                env=env)
+    proxy = Proxy(proc, folder, [f"https://127.0.0.1:{p}" for p in ports])
+    context = ssl.create_default_context(cafile=str(pki.ca))
+
+    def ready() -> bool:
+        assert proc.poll() is None, proxy.output
+        for url in proxy.urls:
+            with urllib.request.urlopen(url + "/v1/status", timeout=10, context=context):
+                pass
+        return True
+
+    try:
+        wait_until(ready, what=f"{Path(command[0]).name} in front of the nodes")
+        yield proxy
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(stop)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(20)
+
+
+@contextmanager
 def nginx(folder: Path, node_urls: list[str], pki: Pki) -> Iterator[Proxy]:
     """nginx (not a daemon, as the test's user) with one shipped server block per
-    node; stopped on the way out."""
+    node; its access log in folder/access.log."""
     folder.mkdir()
     ports = [free_port() for _ in node_urls]
     includes = []
@@ -184,7 +237,6 @@ def nginx(folder: Path, node_urls: list[str], pki: Pki) -> Iterator[Proxy]:
     main.write_text(f"""{user}
 worker_processes 1;
 pid {folder / "nginx.pid"};
-error_log {folder / "error.log"} info;
 events {{ worker_connections 256; }}
 http {{
     access_log {folder / "access.log"};
@@ -193,30 +245,49 @@ http {{
 }}
 """)
     assert NGINX is not None
-    proc = subprocess.Popen([NGINX, "-p", str(folder), "-e", str(folder / "error.log"),
-                             "-c", str(main), "-g", "daemon off;"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    proxy = Proxy(proc, folder, [f"https://127.0.0.1:{p}" for p in ports])
-    context = ssl.create_default_context(cafile=str(pki.ca))
-
-    def ready() -> bool:
-        assert proc.poll() is None, proxy.error_log
-        for url in proxy.urls:
-            with urllib.request.urlopen(url + "/v1/status", timeout=10, context=context):
-                pass
-        return True
-
-    try:
-        wait_until(ready, what="nginx in front of the nodes")
+    with running([NGINX, "-p", str(folder), "-e", str(folder / "error.log"), "-c", str(main),
+                  "-g", "daemon off;"], folder, ports, pki, signal.SIGQUIT) as proxy:
         yield proxy
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGQUIT)  # graceful stop of the master
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(20)
+
+
+def caddy_site(port: int, node_port: int, pki: Pki, access_log: Path) -> str:
+    """The shipped Caddyfile's site, served on 127.0.0.1:``port`` with the test's
+    certificate (Caddy's ``tls`` directive) and an access log, proxying to the node
+    on ``node_port``; nothing else changed."""
+    text = CADDYFILE.read_text()
+    for old, new in [
+        ("lab.example.org {", f"https://127.0.0.1:{port} {{\n\ttls {pki.cert} {pki.key}\n"
+                              f"\tlog {{\n\t\toutput file {access_log}\n\t}}"),
+        ("reverse_proxy 127.0.0.1:8750 {", f"reverse_proxy 127.0.0.1:{node_port} {{"),
+    ]:
+        text = _replace_once(text, old, new, CADDYFILE)
+    return text
+
+
+@contextmanager
+def caddy(folder: Path, node_urls: list[str], pki: Pki) -> Iterator[Proxy]:
+    """Caddy with one shipped site per node: no admin endpoint, no HTTP listener,
+    its state in ``folder``."""
+    folder.mkdir()
+    ports = [free_port() for _ in node_urls]
+    sites = [caddy_site(port, int(url.rsplit(":", 1)[1]), pki, folder / "access.log")
+             for port, url in zip(ports, node_urls, strict=True)]
+    config = folder / "Caddyfile"
+    config.write_text("{\n\tadmin off\n\tauto_https disable_redirects\n"
+                      f"\thttp_port {free_port()}\n\tdefault_sni localhost\n}}\n\n"
+                      + "\n".join(sites))
+    env = {**os.environ, "HOME": str(folder), "XDG_DATA_HOME": str(folder / "data"),
+           "XDG_CONFIG_HOME": str(folder / "config")}
+    assert CADDY is not None
+    with running([CADDY, "run", "--config", str(config), "--adapter", "caddyfile"],
+                 folder, ports, pki, signal.SIGTERM, env) as proxy:
+        yield proxy
+
+
+PROXIES = [pytest.param(nginx, id="nginx", marks=pytest.mark.skipif(
+               NGINX is None, reason="nginx is not installed (make test installs it)")),
+           pytest.param(caddy, id="caddy", marks=pytest.mark.skipif(
+               CADDY is None, reason="caddy is not installed (make test installs it)"))]
 
 
 # -- the tests ----------------------------------------------------------------------
@@ -233,10 +304,12 @@ def digest(home: Path, cli: Cli) -> str:
     return value
 
 
-def test_two_nodes_sync_through_nginx_with_tls(tmp_path: Path, nodes: Nodes, cli: Cli
-                                               ) -> None:
-    """Each node's only peer is the other's https URL on nginx: what is recorded on
-    one appears on the other, both ways, and their state digests match."""
+@pytest.mark.parametrize("front", PROXIES)
+def test_two_nodes_sync_through_the_proxy_with_tls(
+        tmp_path: Path, nodes: Nodes, cli: Cli,
+        front: Callable[[Path, list[str], Pki], AbstractContextManager[Proxy]]) -> None:
+    """Each node's only peer is the other's https URL on the proxy: what is recorded
+    on one appears on the other, both ways, and their state digests match."""
     pki = make_pki(tmp_path)
     fed = federation(tmp_path, ["Farm", "FabLab"])
     farm, fab = fed.homes
@@ -244,30 +317,32 @@ def test_two_nodes_sync_through_nginx_with_tls(tmp_path: Path, nodes: Nodes, cli
     author_contributions(farm, 1200)  # a pull answer that streams through the proxy
     trust = {"SSL_CERT_FILE": str(pki.ca), "DISCO_GOSSIP_INTERVAL": "1"}
     a, b = nodes.start(farm.path, fab.path, env=trust)
-    with nginx(tmp_path / "nginx", [str(a.url), str(b.url)], pki) as proxy:
+    with front(tmp_path / "proxy", [str(a.url), str(b.url)], pki) as proxy:
         farm_url, fab_url = proxy.urls
         set_peers(fab, [farm_url])
         set_peers(farm, [fab_url])
         farm_id = farm.signer().public_key.hex()
         wait_until(lambda: b.frontier().get(farm_id) == 1202, timeout=60,
-                   what="the farm's entries on the fab lab, through nginx")
+                   what="the farm's entries on the fab lab, through the proxy")
         cli("member", "add", "bo", "--name", "Bo", home=fab.path)
         cli("record", "--member", "bo", "--stream", "love", "--hours", "3", home=fab.path)
         fab_id = fab.signer().public_key.hex()
         wait_until(lambda: a.frontier().get(fab_id) == 3, timeout=60,
-                   what="the fab lab's entries on the farm, through nginx")
+                   what="the fab lab's entries on the farm, through the proxy")
         wait_until(lambda: a.status()["state_digest"] == b.status()["state_digest"],
                    timeout=60, what="equal state digests")
-        log = proxy.access_log
+    requests = proxy.requests()
     nodes.stop_all()
     assert feed_seqs(farm) == feed_seqs(fab)
     assert digest(farm.path, cli) == digest(fab.path, cli)
-    # Both nodes' gossip went through nginx, signed requests and streamed pulls alike.
+    # The gossip went through the proxy, signed requests and streamed pulls alike,
+    # and the proxy refused none of them.
     for path in ("/v1/sync/frontier", "/v1/sync/pull", "/v1/sync/push"):
-        assert f'"POST {path} HTTP/1.1" 200' in log, log
-    assert not [line for line in log.splitlines() if '" 4' in line or '" 5' in line], log
+        assert ("POST", path, 200) in requests, requests
+    assert [r for r in requests if r[2] != 200] == [], requests
 
 
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (make test installs it)")
 def test_disco_sync_trusts_a_private_ca_named_by_ssl_cert_file(
         tmp_path: Path, nodes: Nodes, cli: Cli) -> None:
     """``disco sync`` to an https peer whose certificate a private CA signed: refused
@@ -294,11 +369,14 @@ def test_disco_sync_trusts_a_private_ca_named_by_ssl_cert_file(
     assert feed_seqs(fab)[farm.signer().public_key.hex()] == [1, 2]
 
 
-def test_nginx_passes_the_bodies_the_node_takes_and_no_larger(tmp_path: Path, nodes: Nodes
-                                                              ) -> None:
+@pytest.mark.parametrize("front", PROXIES)
+def test_the_proxy_passes_the_bodies_the_node_takes_and_no_larger(
+        tmp_path: Path, nodes: Nodes,
+        front: Callable[[Path, list[str], Pki], AbstractContextManager[Proxy]]) -> None:
     """The shipped body limit is the node's --max-body: a signed body of exactly that
-    size reaches the node (its signed headers intact: it answers about the body), one
-    byte more is refused by nginx before the node sees it."""
+    size reaches the node (its signed headers intact: it answers about the body); one
+    byte more gets 413 (nginx refuses it; Caddy hands the head on and the node
+    refuses it before reading the body)."""
     pki = make_pki(tmp_path)
     fed = federation(tmp_path, ["Farm", "FabLab"])
     farm, fab = fed.homes
@@ -306,7 +384,7 @@ def test_nginx_passes_the_bodies_the_node_takes_and_no_larger(tmp_path: Path, no
     context = ssl.create_default_context(cafile=str(pki.ca))
     max_body = Limits().max_body
     path = "/v1/sync/push"
-    with nginx(tmp_path / "nginx", [str(a.url)], pki) as proxy:
+    with front(tmp_path / "proxy", [str(a.url)], pki) as proxy:
         url = proxy.urls[0]
         body = b"\xc0" * max_body  # msgpack nil: not an entry stream
         headers = signed_headers(fab.signer(), path, body, to=farm.signer().public_key)
@@ -316,4 +394,4 @@ def test_nginx_passes_the_bodies_the_node_takes_and_no_larger(tmp_path: Path, no
         over = body + b"\xc0"
         headers = signed_headers(fab.signer(), path, over, to=farm.signer().public_key)
         reply = post(url, path, over, headers, context=context)
-        assert reply.status == 413 and b"nginx" in reply.body, reply
+        assert reply.status == 413, reply
