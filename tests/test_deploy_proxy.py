@@ -23,7 +23,6 @@ import shutil
 import signal
 import ssl
 import subprocess
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -123,7 +122,7 @@ def make_pki(folder: Path) -> Pki:
     return pki
 
 
-# -- nginx from the shipped file --------------------------------------------------
+# -- the proxies, from the shipped files ------------------------------------------
 
 
 def _replace_once(text: str, old: str, new: str, shipped: Path = SHIPPED) -> str:
