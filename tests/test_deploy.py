@@ -51,6 +51,7 @@ def free_port() -> int:
         return port
 
 
+@pytest.mark.slow
 def test_the_entrypoint_initialises_joins_serves_and_checks_health(
         tmp_path: Path, entrypoint: tuple[Path, dict[str, str]]) -> None:
     farm, fab = tmp_path / "farm", tmp_path / "fab"

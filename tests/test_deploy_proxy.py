@@ -303,6 +303,7 @@ def digest(home: Path, cli: Cli) -> str:
     return value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("front", PROXIES)
 def test_two_nodes_sync_through_the_proxy_with_tls(
         tmp_path: Path, nodes: Nodes, cli: Cli,

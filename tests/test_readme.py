@@ -22,6 +22,8 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, disco_on_path
 
 README = REPO / "README.md"
@@ -111,6 +113,7 @@ def test_the_rule_finds_the_quick_start() -> None:
     assert all("\\" not in line for line in lines)
 
 
+@pytest.mark.slow
 def test_the_readme_command_lines_run_as_written(tmp_path: Path) -> None:
     env = disco_on_path(tmp_path / "bin")
     scratch = tmp_path / "scratch"
