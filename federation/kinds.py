@@ -44,7 +44,7 @@ import datetime
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from federation.errors import RuleViolation
@@ -73,16 +73,22 @@ def _text(limit: int) -> Checker:
     def check(v: Any) -> str | None:
         if not isinstance(v, str):
             return "want text"
-        if not v.strip():
+        if not v or v.isspace():  # (what strips to nothing)
             return "must not be empty"
         return None if len(v) <= limit else f"longer than {limit} characters"
     return check
 
 
+HANDLE_WANTED = "want a handle: 1 to 32 of a-z 0-9 . _ -, starting with a letter or digit"
+
+
 def _handle(v: Any) -> str | None:
-    if isinstance(v, str) and HANDLE.match(v):
-        return None
-    return "want a handle: 1 to 32 of a-z 0-9 . _ -, starting with a letter or digit"
+    return _handle_text(v) if isinstance(v, str) else HANDLE_WANTED
+
+
+@lru_cache(maxsize=4096)  # (a LAB's few handles, met in most of its entries)
+def _handle_text(v: str) -> str | None:
+    return None if HANDLE.match(v) else HANDLE_WANTED
 
 
 def _bin32(v: Any) -> str | None:
@@ -111,13 +117,21 @@ def _period(v: Any) -> str | None:
 
 def day_problem(v: Any) -> str | None:
     """What is wrong with ``v`` as a day (YYYY-MM-DD of the calendar), or None."""
-    if isinstance(v, str) and DAY.match(v):
-        try:
-            datetime.date.fromisoformat(v)
-        except ValueError:
-            return f"{v} is no day of the calendar"
-        return None
-    return "want a day as YYYY-MM-DD"
+    return _day_text_problem(v) if isinstance(v, str) else DAY_WANTED
+
+
+DAY_WANTED = "want a day as YYYY-MM-DD"
+
+
+@lru_cache(maxsize=4096)  # (the days of a few years)
+def _day_text_problem(v: str) -> str | None:
+    if not DAY.match(v):
+        return DAY_WANTED
+    try:
+        datetime.date.fromisoformat(v)
+    except ValueError:
+        return f"{v} is no day of the calendar"
+    return None
 
 
 def _weights(v: Any) -> str | None:

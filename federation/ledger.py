@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 from federation.errors import InvariantError, PendingReference, RuleViolation, SnapshotError
@@ -214,22 +215,17 @@ class Ledger:
         ignored here: the feed is re-read through ``feeds`` when it resumes.
         """
         came = _arrival(entry, _trusted)
-        lab = self._due(came[0], came[1])
-        if lab is not None:
-            woken = self._settle(came, lab)
-            if woken:
-                self._resume(woken)
-
-    def _due(self, author: bytes, seq: int) -> LabState | None:
-        """The state of ``author``'s feed when entry ``seq`` is the one to settle next;
-        None when it is not (settled already, behind a pending entry, past a fork, or
-        of an author outside the roster)."""
+        author, seq = came[0], came[1]
+        # Is it the entry due next in its feed? (its author in the roster, the feed
+        # not waiting, seq one past the feed's head, not past a fork)
         if author not in self.roster or author in self.pending:
-            return None
+            return
         lab = self.labs.get(author)
         if seq != (lab.seq + 1 if lab else 1) or (self.frozen and self._is_frozen(author, seq)):
-            return None
-        return lab or self.lab(author)
+            return
+        woken = self._settle(came, lab or self.lab(author))
+        if woken:
+            self._resume(woken)
 
     def catch_up(self, author: bytes) -> None:
         """Settle every held entry of ``author``'s feed that can be settled now."""
@@ -273,7 +269,7 @@ class Ledger:
         if body is None:
             self.redacted += 1
         effect()
-        return self._woken(author, seq)
+        return self._woken(author, seq) if self.waiting else []
 
     def _reject(self, lab: LabState, seq: int, v: RuleViolation) -> list[bytes]:
         """Settle entry ``seq`` of ``lab``'s feed as invalid; return the feeds it wakes."""
@@ -311,7 +307,7 @@ class Ledger:
             return _no_effect
         if kind == "contribution.recorded":
             key, minutes = self._contribution(author, body, ts_us)
-            return lambda: self.contributions.__setitem__(key, minutes)
+            return partial(self.contributions.__setitem__, key, minutes)
         if kind == "transfer.offered":
             return self._offer(author, seq, body, ts_us, digest or sha256(header_bytes))
         if kind in ("transfer.accepted", "transfer.declined"):
@@ -325,10 +321,10 @@ class Ledger:
             key3 = (author, body["period"], body["unit"])
             income = check_total(self.income.get(key3, 0) + body["amount"],
                                  f"the income of {body['period']} in {body['unit']}")
-            return lambda: self.income.__setitem__(key3, income)
+            return partial(self.income.__setitem__, key3, income)
         if kind == "policy.set":
             weights, ratio = dict(body["weights"]), body["care_ratio"]
-            return lambda: self.policies.__setitem__(author, (weights, ratio))
+            return partial(self.policies.__setitem__, author, (weights, ratio))
         return _no_effect
 
     def _contribution(self, author: bytes, body: Mapping[str, Any], ts_us: int,
@@ -452,7 +448,7 @@ class Ledger:
         if key in self.acks:
             raise RuleViolation("already-acknowledged", "this contribution was already "
                                 "acknowledged")
-        return lambda: self.acks.__setitem__(key, (author, seq))
+        return partial(self.acks.__setitem__, key, (author, seq))
 
     def _lookup(self, ref: Ref) -> Entry:
         entry = self.feeds.entry(ref.author, ref.seq)

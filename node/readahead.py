@@ -59,11 +59,10 @@ def rows(store: FeedStore, after: int, *, read_ahead_min: int = READ_AHEAD_MIN,
         reader = _Reader.start(store.config, after, upto)
         if reader is not None:
             try:
-                for row in reader.rows(after, upto):
-                    yield row
-                    after = row[0]
+                yield from reader.rows(after, upto)
             finally:
                 reader.stop()
+            after = reader.after
     yield from store.notifications(after=after)
 
 
@@ -75,6 +74,8 @@ class _Reader:
     def __init__(self, process: subprocess.Popen[bytes], pipe: BinaryIO) -> None:
         self.process = process
         self.pipe = pipe
+        self.after = 0
+        """The last notification id :meth:`rows` gave."""
 
     @classmethod
     def start(cls, config: StoreConfig, after: int, upto: int) -> _Reader | None:
@@ -112,7 +113,8 @@ class _Reader:
     def rows(self, after: int, upto: int) -> Iterator[list[Any]]:
         """The rows (after, upto] the reader sends, in order, until it says it has
         sent all, dies, or sends anything else (then the rows received before are
-        all there is from it)."""
+        all there is from it; :attr:`after` says where they end)."""
+        self.after = after
         unpacker = msgpack.Unpacker(self.pipe, raw=False, use_list=True,
                                     read_size=READ_SIZE, max_buffer_size=MAX_MESSAGE)
         try:
@@ -121,10 +123,10 @@ class _Reader:
                     return
                 for row in batch:
                     if not (type(row) is list and len(row) == 4 and type(row[0]) is int
-                            and after < row[0] <= upto and type(row[1]) is str
+                            and self.after < row[0] <= upto and type(row[1]) is str
                             and type(row[2]) is int and type(row[3]) is bytes):
                         return
-                    after = row[0]
+                    self.after = row[0]
                     yield row
         except (ValueError, msgpack.UnpackException, OSError):
             return  # a reader cut off mid-batch: what came whole is all there is

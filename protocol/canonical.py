@@ -238,17 +238,12 @@ def _first_difference(a: bytes, b: bytes) -> int:
     return min(len(a), len(b))
 
 
-def unpack(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE, what: str = "value") -> Value:
+def unpack(data: bytes, max_size: int = DEFAULT_MAX_SIZE, what: str = "value") -> Value:
     """Unpack msgpack bytes without the canonical check (see :func:`decode`).
 
     Raises :class:`OversizeError` above ``max_size`` and :class:`DecodeError` for
     malformed msgpack, trailing bytes, invalid UTF-8 or ext types.
     """
-    return _unpack(data, max_size, what)
-
-
-def _unpack(data: bytes, max_size: int, what: str) -> Value:
-    """:func:`unpack`, called with its arguments in place (as :func:`decode` calls it)."""
     if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"{what}: got {type(data).__name__}, want bytes")
     if len(data) > max_size:
@@ -273,7 +268,7 @@ def decode(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE, what: str = "value"
     invalid UTF-8) or :class:`NonCanonicalError` (floats, unsorted or duplicate
     keys, non-minimal ints, ...), each naming ``what`` and the byte offset.
     """
-    value = _unpack(data, max_size, what)
+    value = unpack(data, max_size, what)
     try:
         again = _PACKERS.pack(_normalise(value))  # encode(value), one call shorter
     except (_Unfit, OverflowError, UnicodeEncodeError):
