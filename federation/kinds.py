@@ -48,7 +48,8 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 from federation.errors import RuleViolation
-from protocol.entry import Entry, Ref, decode_body
+from protocol import canonical
+from protocol.entry import MAX_ENTRY_SIZE, Entry, Ref, decode_body
 from protocol.errors import ProtocolError
 
 STREAMS = ("livelihood", "love", "care")
@@ -176,14 +177,21 @@ class Schema:
                               *((n, c) for n, c in self.optional.items() if n in present))
         return layouts
 
-    def check(self, kind: str, body: Mapping[str, Any]) -> None:
+    @cached_property
+    def flat(self) -> bool:
+        """No field of this kind holds a map (the body is the only one)."""
+        return _weights not in self.fields.values()
+
+    def check(self, kind: str, body: Mapping[str, Any]) -> bool:
         """Raise :class:`RuleViolation` (``bad-body``) naming the first unknown field,
         else the first missing one, else the first bad one (required fields first).
+        Return whether the fields came in sorted order (a canonical body's).
 
-        A body whose fields come in sorted order (a canonical body) finds its
-        fields' checkers in one look-up (:attr:`layouts`); any other takes them
-        from the schema, name by name."""
+        A body whose fields come in sorted order finds its fields' checkers in one
+        look-up (:attr:`layouts`); any other takes them from the schema, name by
+        name."""
         layout = self.layouts.get(tuple(body))
+        in_order = layout is not None
         if layout is None:
             for name in body:
                 if name not in self.fields:
@@ -196,6 +204,7 @@ class Schema:
             problem = checker(body[name])
             if problem:
                 raise RuleViolation("bad-body", f"{kind}: {name}: {problem}")
+        return in_order
 
 
 SCHEMAS: dict[str, Schema] = {
@@ -251,18 +260,47 @@ def entry_body(entry: Entry) -> dict[str, Any] | None:
 def body_of(kind: str, body: bytes | None, author: bytes, seq: int) -> dict[str, Any] | None:
     """The body of entry ``seq`` of ``author``'s feed, of ``kind``: decoded
     (:func:`~protocol.entry.decode_body`) and schema-checked (:func:`check_body`);
-    None when redacted. Raises :class:`RuleViolation` (``bad-body``, ``unknown-kind``)."""
+    None when redacted. Raises :class:`RuleViolation` (``bad-body``, ``unknown-kind``),
+    with the message of the first of those two checks that fails.
+
+    A body that passes both (the usual one) is found to in one pass
+    (:func:`_canonical_fields`); any other takes the two checks in order.
+    """
+    if body is None:
+        return None
+    schema = SCHEMAS.get(kind)
+    if schema is not None and schema.flat:
+        fields = _canonical_fields(kind, schema, body)
+        if fields is not None:
+            return fields
     try:
         fields = decode_body(body, author, seq)
     except ProtocolError as e:
         raise RuleViolation("bad-body", str(e)) from None
     if fields is not None:
-        schema = SCHEMAS.get(kind)
         if schema is None:
             check_body(kind, fields)  # (which says so)
         else:
             schema.check(kind, fields)
     return fields
+
+
+def _canonical_fields(kind: str, schema: Schema, body: bytes) -> dict[str, Any] | None:
+    """The fields of ``body`` if :func:`~protocol.entry.decode_body` and ``schema``
+    (a :attr:`~Schema.flat` one) both accept them; None says only: ask them in turn.
+
+    Unpacked, checked against the schema, then packed back: the fields a flat schema
+    accepts are str, bin, ints in range and refs (lists of those), which
+    :func:`~protocol.canonical.packs_back` checks for canonical form without a walk
+    once they are known to come in sorted order."""
+    try:
+        fields = canonical.unpack(body, MAX_ENTRY_SIZE, "body")
+        if (type(fields) is dict and schema.check(kind, fields)
+                and canonical.packs_back(fields, body)):
+            return fields
+    except (ProtocolError, RuleViolation):
+        pass
+    return None
 
 
 @dataclass(slots=True)

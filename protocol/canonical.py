@@ -223,6 +223,20 @@ def encode(value: Value, *, _checked: bool = False) -> bytes:
     raise LocalProtocolError(f"not encodable: {refused}") from None
 
 
+def packs_back(value: Value, data: bytes) -> bool:
+    """Whether packing ``value`` as it is gives ``data`` back.
+
+    For a value known to hold only str, bytes, bool, None, ints in msgpack's range
+    and lists of them, inside maps whose keys are str in sorted order (what a schema
+    may have checked already), :func:`encode`'s walk has nothing to change: then this
+    *is* the canonical check of ``data`` (:func:`decode`'s), without the walk.
+    """
+    try:
+        return bool(_PACKERS.pack(value) == data)
+    except (OverflowError, UnicodeEncodeError, TypeError, ValueError):
+        return False
+
+
 _unpackb = msgpack.unpackb
 assert msgpack.version >= (1, 0), "msgpack >= 1.0: str as str, lists, str map keys only"
 

@@ -17,11 +17,21 @@ from federation.kinds import (
     SCHEMAS,
     STREAMS,
     LabState,
+    body_of,
     check_body,
     check_total,
     entry_body,
 )
-from protocol.entry import SIGNING_PREFIX, Entry, Header, decode_entry, sha256, sign_entry
+from protocol.entry import (
+    SIGNING_PREFIX,
+    Entry,
+    Header,
+    decode_body,
+    decode_entry,
+    sha256,
+    sign_entry,
+)
+from protocol.errors import ProtocolError
 from protocol.keys import Signer
 
 FID = bytes(range(32))
@@ -113,6 +123,135 @@ def test_entry_body_decodes_checks_and_says_what_is_wrong() -> None:
             entry_body(entry_with_body(body_bytes))
         assert caught.value.code == "bad-body"
     assert entry_body(entry_with_body(None)) is None  # redacted
+
+
+def two_checks(kind: str, body_bytes: bytes) -> dict[str, Any] | tuple[str, str]:
+    """The verdict of the body's two checks taken in order, as the ledger defines it:
+    the canonical form (decode_body), then the schema (check_body)."""
+    try:
+        fields = decode_body(body_bytes, ME.public_key, 1)
+    except ProtocolError as e:
+        return "bad-body", str(e)
+    assert fields is not None
+    return violation(kind, fields) or fields
+
+
+def one_pass(kind: str, body_bytes: bytes) -> dict[str, Any] | tuple[str, str]:
+    try:
+        fields = body_of(kind, body_bytes, ME.public_key, 1)
+    except RuleViolation as v:
+        return v.code, v.message
+    assert fields is not None
+    return fields
+
+
+def _uint_wide(n: int) -> bytes:
+    """``n`` packed as uint 64: a non-minimal int."""
+    return b"\xcf" + n.to_bytes(8, "big")
+
+
+ODD_ENCODINGS = st.sampled_from([
+    lambda k, v: msgpack.packb(k, use_bin_type=True) + msgpack.packb(v, use_bin_type=True),
+    lambda k, v: msgpack.packb(k, use_bin_type=True) + (
+        _uint_wide(v) if type(v) is int and 0 <= v < 2**63 else msgpack.packb(v)),
+    lambda k, v: msgpack.packb(k.encode(), use_bin_type=True) + msgpack.packb(v),  # bin key
+    lambda k, v: msgpack.packb(k, use_bin_type=False) + msgpack.packb(v, use_bin_type=False),
+    lambda k, v: msgpack.packb(k) + msgpack.packb(float(v) if type(v) is int else v),
+])
+
+
+@given(kind=st.sampled_from([*sorted(SCHEMAS), "no.such.kind"]), data=st.data())
+def test_one_pass_gives_the_two_checks_verdict(kind: str, data: st.DataObject) -> None:
+    """body_of finds a good body good in one pass (unpack, schema, pack back): for any
+    bytes, canonical or not, its verdict (the fields, or the code and message) is the
+    one the canonical check and then the schema give."""
+    names = data.draw(st.lists(st.sampled_from([*SCHEMAS.get(kind, SCHEMAS["lab.joined"]).fields,
+                                                "extra"]), unique=True))
+    values = {name: data.draw(FIELD_VALUES | st.just("ana") | st.integers(1, 90), label=name)
+              for name in names}
+    order = sorted(values) if data.draw(st.booleans()) else list(values)
+    pairs = [data.draw(ODD_ENCODINGS, label="encoding")(name, values[name])
+             if data.draw(st.integers(0, 9)) == 0 else
+             msgpack.packb(name) + msgpack.packb(values[name], use_bin_type=True)
+             for name in order]
+    if pairs and data.draw(st.integers(0, 19)) == 0:
+        pairs.append(pairs[0])  # a duplicate key
+    body_bytes = (bytes([0x80 | len(pairs)]) if len(pairs) < 16 else b"\xde" +
+                  len(pairs).to_bytes(2, "big")) + b"".join(pairs)
+    try:
+        verdict = two_checks(kind, body_bytes)
+    except TypeError:  # (a value msgpack cannot pack back: not what is asked here)
+        return
+    assert one_pass(kind, body_bytes) == verdict
+
+
+def test_one_pass_and_two_checks_agree_on_good_and_faulty_bodies() -> None:
+    good = msgpack.packb(CONTRIBUTION | {"for_lab": OTHER}, use_bin_type=True)
+    sorted_good = msgpack.packb(dict(sorted((CONTRIBUTION | {"for_lab": OTHER}).items())),
+                                use_bin_type=True)
+    assert one_pass("contribution.recorded", sorted_good) == CONTRIBUTION | {"for_lab": OTHER}
+    assert isinstance(one_pass("contribution.recorded", good), tuple)  # (keys not sorted)
+    policy = msgpack.packb({"care_ratio": 5, "weights": {"love": 1, "care": 2,
+                                                         "livelihood": 3}})
+    assert one_pass("policy.set", policy) == two_checks("policy.set", policy)
+    assert "not canonical" in one_pass("policy.set", policy)[1]  # (a map's keys unsorted)
+    for body_bytes in [msgpack.packb([1]), b"\xc1", b"\x81\xa6member\xa3ana\x00",
+                       b"\x83" + msgpack.packb("member") + _uint_wide(1)]:
+        for kind in ("contribution.recorded", "policy.set", "no.such.kind"):
+            assert one_pass(kind, body_bytes) == two_checks(kind, body_bytes)
+
+
+REF = [OTHER, 3, b"\4" * 32]
+GOOD_BODIES: dict[str, dict[str, Any]] = {
+    "lab.joined": {"federation": FID, "name": "Farm"},
+    "member.added": {"handle": "ana", "name": "Ana"},
+    "member.updated": {"handle": "ana", "name": "Ana B."},
+    "contribution.recorded": {**CONTRIBUTION, "for_lab": OTHER, "date": "2026-10-31",
+                              "note": "n", "project": "p"},
+    "contribution.acknowledged": {"contribution": REF, "note": "thanks"},
+    "transfer.offered": {"to": OTHER, "amount": 300, "unit": "JXC", "memo": "m"},
+    "transfer.accepted": {"offer": REF, "reason": "ok"},
+    "transfer.declined": {"offer": REF, "reason": "no"},
+    "transfer.reclaimed": {"offer": REF, "decline": REF},
+    "income.recorded": {"amount": 5, "unit": "JXC", "period": "2026-10", "source": "s"},
+    "policy.set": {"weights": {"care": 1, "livelihood": 2, "love": 3}, "care_ratio": 5},
+}
+
+
+def _packed_value(value: Any, odd: str) -> bytes:
+    """``value`` packed, canonically or in one ``odd`` way."""
+    if odd == "wide int" and type(value) is int:
+        return _uint_wide(value)
+    if odd == "float" and type(value) is int:
+        return msgpack.packb(float(value))
+    if odd == "str as bin" and type(value) is str:
+        return msgpack.packb(value.encode(), use_bin_type=True)
+    if odd == "long str" and type(value) is str:
+        return b"\xda" + len(value.encode()).to_bytes(2, "big") + value.encode()
+    if odd == "ref of 4" and type(value) is list:
+        return msgpack.packb([*value, 1], use_bin_type=True)
+    return msgpack.packb(value, use_bin_type=True)
+
+
+@pytest.mark.parametrize("kind", sorted(GOOD_BODIES))
+def test_one_pass_gives_the_two_checks_verdict_for_every_odd_encoding(kind: str) -> None:
+    """Each field of a good body of each kind packed in each odd way (and the keys
+    reversed, a key twice): body_of gives exactly the verdict of the two checks."""
+    body = dict(sorted(GOOD_BODIES[kind].items()))
+    assert set(body) == set(SCHEMAS[kind].fields)  # (every field, optional ones too)
+    assert one_pass(kind, msgpack.packb(body, use_bin_type=True)) == body
+    refused = 0
+    for name in body:
+        for odd in ("wide int", "float", "str as bin", "long str", "ref of 4"):
+            pairs = [msgpack.packb(k) + (_packed_value(v, odd) if k == name else
+                                         msgpack.packb(v, use_bin_type=True))
+                     for k, v in body.items()]
+            for layout in (pairs, pairs[::-1], [*pairs, pairs[0]]):
+                body_bytes = bytes([0x80 | len(layout)]) + b"".join(layout)
+                verdict = two_checks(kind, body_bytes)
+                assert one_pass(kind, body_bytes) == verdict, (name, odd, body_bytes)
+                refused += isinstance(verdict, tuple)
+    assert refused > len(body)  # (the odd encodings were refused, as they must be)
 
 
 # -- ranges ----------------------------------------------------------------------
