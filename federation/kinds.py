@@ -24,7 +24,16 @@ Kinds and bodies:
 ``transfer.reclaimed``      offer ref, decline ref
 ``income.recorded``         amount int, unit str, period "YYYY-MM", source str
 ``policy.set``              weights {livelihood, love, care: int}, care_ratio int %
+``contribution.corrected``  entry ref, the fields of ``contribution.recorded``,
+                            [reason str]
+``income.corrected``        entry ref, the fields of ``income.recorded``,
+                            [reason str]
+``entry.voided``            entry ref, reason str
 ==========================  ===================================================
+
+Corrections and voids (:mod:`federation.corrections`) name an earlier entry of the
+same feed: the schema of a correction is its kind's own schema plus ``entry`` and
+``reason`` (:func:`_correction`), so the figures are checked by the same checkers.
 
 Rules across feeds (credit limits, answers to offers) are in
 :mod:`federation.ledger`.
@@ -227,7 +236,27 @@ SCHEMAS: dict[str, Schema] = {
     "income.recorded": Schema({"amount": _int_range(1, MAX_AMOUNT), "unit": _text(12),
                                "period": _period, "source": _text(200)}),
     "policy.set": Schema({"weights": _weights, "care_ratio": _int_range(0, 100)}),
+    "entry.voided": Schema({"entry": _ref, "reason": _text(MAX_TEXT)}),
 }
+
+
+def _correction(kind: str) -> Schema:
+    """The schema of a correction of ``kind``: the fields of ``kind``'s own schema, with
+    their checkers, plus the corrected entry's ref (``entry``) and an optional
+    ``reason``."""
+    schema = SCHEMAS[kind]
+    return Schema({**schema.required, "entry": _ref},
+                  {**schema.optional, "reason": _text(MAX_TEXT)})
+
+
+CORRECTION_OF = {"contribution.recorded": "contribution.corrected",
+                 "income.recorded": "income.corrected"}
+"""The kind that corrects each correctable kind (its figures replaced)."""
+VOIDABLE = frozenset({*CORRECTION_OF, "contribution.acknowledged"})
+"""The kinds an ``entry.voided`` may cancel."""
+AMENDING = frozenset({*CORRECTION_OF.values(), "entry.voided"})
+"""The kinds that correct or void an earlier entry of their own feed."""
+SCHEMAS.update({fixed: _correction(kind) for kind, fixed in CORRECTION_OF.items()})
 
 
 def check_total(total: int, what: str) -> int:
@@ -363,6 +392,22 @@ class LabState:
         if for_lab is not None and for_lab not in self.roster:
             raise RuleViolation("unknown-lab", "for_lab is not a member LAB")
 
+    def _amends(self, body: Mapping[str, Any]) -> None:
+        """The rule of this feed for a correction or a void: it names an earlier entry
+        of this same feed. Raises :class:`RuleViolation` (``not-own-entry``,
+        ``bad-reference``)."""
+        ref = Ref.from_value(body["entry"])
+        if ref.author != self.author:
+            raise RuleViolation("not-own-entry", "a LAB corrects or voids only its own "
+                                "entries, and this one is another LAB's")
+        if ref.seq > self.seq:
+            raise RuleViolation("bad-reference", f"entry {ref.seq} does not come before "
+                                "this one in the LAB's feed")
+
+    def _contribution_corrected(self, body: Mapping[str, Any]) -> None:
+        self._amends(body)
+        self._contribution_recorded(body)
+
     def _known(self, handle: str) -> bool:
         return handle in self.members or self.redactions > 0
 
@@ -383,6 +428,9 @@ _BODY_RULES: dict[str, Callable[[LabState, Mapping[str, Any]], None]] = {
     "member.added": LabState._member_added,
     "member.updated": LabState._member_updated,
     "contribution.recorded": LabState._contribution_recorded,
+    "contribution.corrected": LabState._contribution_corrected,
+    "income.corrected": LabState._amends,
+    "entry.voided": LabState._amends,
 }
 """The rules of a LAB's own feed that look at a body, by kind."""
 _NAMING = frozenset({"lab.joined", "member.added", "member.updated"})

@@ -14,6 +14,9 @@ Rules it keeps (DESIGN.md, "Ledger rules"):
   -credit_limit; ``transfer.accepted`` by the payee credits the payee;
   ``transfer.declined`` lets the payer record ``transfer.reclaimed``, which credits
   it back. Each offer is answered at most once, in the payee's feed order.
+- ``contribution.corrected``, ``income.corrected`` and ``entry.voided`` replace or
+  cancel the figures of an earlier entry of the same feed
+  (:mod:`federation.corrections`); the original stays in the feed.
 - An invalid entry has no effect; it is listed with its reason.
 - Every total it keeps (balances, income, contribution minutes) stays within
   ±:data:`~federation.kinds.MAX_TOTAL`: an entry that would take one past it is
@@ -35,14 +38,15 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
 
+from federation.corrections import amend
 from federation.errors import InvariantError, PendingReference, RuleViolation, SnapshotError
 from federation.genesis import Genesis
-from federation.kinds import LabState, body_of, check_total, entry_body
+from federation.kinds import AMENDING, LabState, body_of, check_total, entry_body
 from protocol import canonical
 from protocol.entry import Entry, Ref, entry_parts, sha256, short
 from protocol.errors import ProtocolError
 
-LEDGER_VERSION = 1
+LEDGER_VERSION = 2
 OFFERED, ACCEPTED, DECLINED, RECLAIMED = "offered", "accepted", "declined", "reclaimed"
 OUTSTANDING = (OFFERED, DECLINED)
 
@@ -164,6 +168,9 @@ class Ledger:
         self.contributions: dict[tuple[bytes, bytes, str, str, str], int] = {}
         self.income: dict[tuple[bytes, str, str], int] = {}
         self.policies: dict[bytes, tuple[dict[str, int], int]] = {}
+        self.amended: dict[tuple[bytes, int], tuple[int, bool]] = {}
+        """(author, seq) of a corrected or voided entry -> (seq of its latest
+        correction or its void, voided?)."""
         self.invalid: dict[tuple[bytes, int], tuple[str, str]] = {}
         self.pending: dict[bytes, tuple[int, Ref]] = {}
         self.waiting: dict[tuple[bytes, int], set[bytes]] = {}
@@ -325,17 +332,27 @@ class Ledger:
         if kind == "policy.set":
             weights, ratio = dict(body["weights"]), body["care_ratio"]
             return partial(self.policies.__setitem__, author, (weights, ratio))
+        if kind in AMENDING:
+            return amend(self, author, seq, kind, body)
         return _no_effect
 
     def _contribution(self, author: bytes, body: Mapping[str, Any], ts_us: int,
                       ) -> tuple[tuple[bytes, bytes, str, str, str], int]:
         """The contributions row of ``author``'s contribution ``body`` and its minutes
         with it. Raises :class:`RuleViolation` (``out-of-range``) past the range."""
-        day = body.get("date")
-        month = day[:7] if day is not None else month_of(ts_us)
-        key = (author, body.get("for_lab", b""), body["member"], body["stream"], month)
+        key = self.contribution_key(author, body, ts_us)
         return key, check_total(self.contributions.get(key, 0) + body["minutes"],
                                 "the contributed minutes")
+
+    @staticmethod
+    def contribution_key(author: bytes, body: Mapping[str, Any], ts_us: int,
+                         ) -> tuple[bytes, bytes, str, str, str]:
+        """The contributions row a contribution ``body`` of ``author`` counts in: its
+        LAB, the LAB it was for, member, stream, and the month of its ``date``, else
+        of ``ts_us`` (the author's timestamp of the entry that recorded it)."""
+        day = body.get("date")
+        month = day[:7] if day is not None else month_of(ts_us)
+        return (author, body.get("for_lab", b""), body["member"], body["stream"], month)
 
     def _unit(self, unit: str) -> None:
         if unit not in self.units:
@@ -472,6 +489,7 @@ class Ledger:
             "contributions": sorted([*k, v] for k, v in self.contributions.items()),
             "income": sorted([*k, v] for k, v in self.income.items()),
             "policies": sorted([a, w, r] for a, (w, r) in self.policies.items()),
+            "amended": sorted([a, s, by, v] for (a, s), (by, v) in self.amended.items()),
             "invalid": sorted([a, s, c, m] for (a, s), (c, m) in self.invalid.items()),
             "pending": sorted([a, s, r.as_list()] for a, (s, r) in self.pending.items()),
             "redacted": self.redacted,
@@ -516,6 +534,7 @@ class Ledger:
         ledger.contributions = {tuple(r[:5]): r[5] for r in doc["contributions"]}
         ledger.income = {tuple(r[:3]): r[3] for r in doc["income"]}
         ledger.policies = {a: (w, r) for a, w, r in doc["policies"]}
+        ledger.amended = {(a, s): (by, v) for a, s, by, v in doc["amended"]}
         ledger.invalid = {(a, s): (c, m) for a, s, c, m in doc["invalid"]}
         for author, seq, ref in doc["pending"]:
             missing = Ref.from_value(ref)

@@ -20,7 +20,9 @@ Events (``vf:EconomicEvent``), each with ``@id`` the ledger entry it comes from,
   ``inScopeOf`` the author LAB, ``effortQuantity`` in ``om2:hour``, and
   ``resourceClassifiedAs`` the stream, ``urn:disco:stream:<livelihood|love|care>``,
   plus ``urn:disco:project:<percent-encoded project>`` when a project is named;
-  the note, if any, is ``vf:note``;
+  the note, if any, is ``vf:note``. A corrected contribution's event has the figures
+  of its latest correction (``contribution.corrected``) under the original entry's
+  ``@id``; a voided one (``entry.voided``) has no event;
 - a ``transfer.offered`` the payee accepted is a ``vf:transfer`` event: provider the
   payer LAB, receiver the payee LAB, ``resourceQuantity`` in the federation unit
   ``urn:disco:unit:<CODE>``; the memo, if any, is ``vf:note``.
@@ -47,6 +49,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, TextIO
 from urllib.parse import quote
 
+from federation.corrections import in_force
 from federation.errors import RuleViolation
 from federation.kinds import entry_body
 from federation.ledger import ACCEPTED, Ledger
@@ -231,9 +234,10 @@ def iter_events(entries: Iterable[Entry], ledger: Ledger) -> Iterator[dict[str, 
     """The event nodes of ``entries`` (any order; feed by feed, oldest first is usual).
 
     Yields a ``work`` event for each ``contribution.recorded`` the ledger settled
-    as valid (applied, not invalid, not redacted) and a ``transfer`` event for each
-    ``transfer.offered`` whose offer the ledger holds, with this entry's hash, as
-    accepted. Every other entry, and any entry of a feed the ledger has not
+    as valid (applied, not invalid, not redacted), with the figures in force
+    (:func:`~federation.corrections.in_force`; none when voided), and a ``transfer``
+    event for each ``transfer.offered`` whose offer the ledger holds, with this
+    entry's hash, as accepted. Every other entry, and any entry of a feed the ledger has not
     settled that far (pending or not held), yields nothing. Never raises for an
     entry's content: a body that does not parse was invalid to the ledger too.
     """
@@ -242,8 +246,11 @@ def iter_events(entries: Iterable[Entry], ledger: Ledger) -> Iterator[dict[str, 
             continue
         if not _settled_valid(entry, ledger):
             continue
+        current = in_force(ledger, entry) if entry.kind == "contribution.recorded" else entry
+        if current is None:  # voided
+            continue
         try:
-            body = entry_body(entry)
+            body = entry_body(current)
         except RuleViolation:
             continue
         if body is None:

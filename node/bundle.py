@@ -22,7 +22,8 @@ from protocol.entry import Entry, decode_entry, redact
 
 def is_about(entry: Entry, handle: str) -> bool:
     """True for the entries that carry personal data of member ``handle``."""
-    if entry.kind not in ("member.added", "member.updated", "contribution.recorded"):
+    if entry.kind not in ("member.added", "member.updated", "contribution.recorded",
+                          "contribution.corrected"):
         return False
     try:
         body = entry_body(entry)

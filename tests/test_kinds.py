@@ -7,7 +7,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from federation.errors import RuleViolation
@@ -92,6 +92,7 @@ FIELD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 2000), st.tex
                                                          st.integers(0, 3)))
 
 
+@settings(deadline=None)  # no timings in tests: the machine is shared and noisy
 @given(kind=st.sampled_from(sorted(SCHEMAS)), data=st.data())
 def test_any_key_order_gives_the_same_verdict(kind: str, data: st.DataObject) -> None:
     """A canonical (sorted) body finds its checkers in one look-up; any other order
@@ -329,3 +330,55 @@ def test_after_a_redaction_unknown_members_are_taken_as_they_were() -> None:
     assert code_of(lab, "contribution.recorded", CONTRIBUTION) is None
     assert code_of(lab, "member.updated", {"handle": "bob", "name": "B"}) is None
     assert code_of(lab, "member.added", None) is None  # a redacted entry's place only
+
+
+# -- corrections and voids ----------------------------------------------------------
+
+
+def test_a_correction_is_checked_by_its_kinds_own_schema() -> None:
+    """``contribution.corrected`` and ``income.corrected`` take the fields of the kind
+    they correct, with the same checkers (one copy of the rule), plus the ref."""
+    ref = [ME.public_key, 2, b"\5" * 32]
+    fixed = {**CONTRIBUTION, "entry": ref}
+    assert violation("contribution.corrected", fixed) is None
+    assert violation("contribution.corrected", {**fixed, "date": "2025-10-30",
+                                                "reason": "typo"}) is None
+    assert violation("contribution.corrected", {**fixed, "minutes": 0}) == (
+        "bad-body", f"contribution.corrected: minutes: got 0, want 1 to {MAX_MINUTES}")
+    assert violation("contribution.corrected", {**fixed, "date": "2025-02-30"}) == (
+        "bad-body", "contribution.corrected: date: 2025-02-30 is no day of the calendar")
+    assert violation("contribution.corrected", CONTRIBUTION) == (
+        "bad-body", "contribution.corrected: missing field 'entry'")
+    income = {"amount": 100, "unit": "JXC", "period": "2025-10", "source": "sales"}
+    assert violation("income.corrected", {**income, "entry": ref}) is None
+    assert violation("income.corrected", {**income, "entry": ref, "amount": -5}) is not None
+    assert violation("income.corrected", {**income, "entry": ref, "minutes": 5}) == (
+        "bad-body", "income.corrected: unknown field 'minutes'")
+    for required in ("entry", "reason"):
+        void = {"entry": ref, "reason": "booked twice"}
+        del void[required]
+        assert violation("entry.voided", void) == (
+            "bad-body", f"entry.voided: missing field {required!r}")
+    assert violation("entry.voided", {"entry": ref, "reason": " "}) == (
+        "bad-body", "entry.voided: reason: must not be empty")
+    assert violation("entry.voided", {"entry": [ME.public_key, 2], "reason": "x"}) is not None
+
+
+def test_a_lab_corrects_and_voids_only_earlier_entries_of_its_own_feed() -> None:
+    lab = joined()
+    lab.apply("member.added", {"handle": "ana", "name": "Ana"})
+    mine = [ME.public_key, 2, b"\5" * 32]
+    for kind, body in (("entry.voided", {"reason": "x"}),
+                       ("income.corrected", {"amount": 1, "unit": "JXC", "period": "2025-10",
+                                             "source": "s"}),
+                       ("contribution.corrected", CONTRIBUTION)):
+        assert code_of(lab, kind, {**body, "entry": mine}) is None
+        assert code_of(lab, kind, {**body, "entry": [OTHER, 2, b"\5" * 32]}) \
+            == "not-own-entry"
+        assert code_of(lab, kind, {**body, "entry": [ME.public_key, 3, b"\5" * 32]}) \
+            == "bad-reference"  # not before it: the entry itself would be seq 3
+    # A corrected contribution follows the feed's rules for contributions too.
+    assert code_of(lab, "contribution.corrected",
+                   {**CONTRIBUTION, "member": "bo", "entry": mine}) == "unknown-member"
+    assert code_of(lab, "contribution.corrected",
+                   {**CONTRIBUTION, "for_lab": STRANGER, "entry": mine}) == "unknown-lab"

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from federation.genesis import Genesis, Lab, create_genesis
+from federation.kinds import VOIDABLE
 from federation.ledger import Ledger
 from protocol import canonical
 from protocol.entry import (
@@ -23,6 +24,7 @@ from protocol.entry import (
     sha256,
     sign_entry,
 )
+from protocol.errors import ProtocolError
 from protocol.keys import Signer
 
 T0 = 1_780_000_000_000_000
@@ -96,6 +98,9 @@ def random_history(rng: random.Random, genesis: Genesis, authors: list[Author], 
         a, me = authors[i], labs[i]
         ts = T0 + step * 1_000_000
         faulty = i == 0
+        if rng.random() < 0.15:
+            amend_randomly(rng, a, authors, ts, faulty)
+            continue
         roll = rng.random()
         if roll < 0.25:
             body: dict[str, object] = {"member": "m", "stream": rng.choice(["love", "care",
@@ -135,6 +140,47 @@ def random_history(rng: random.Random, genesis: Genesis, authors: list[Author], 
             else:  # keys out of order: a map, but not canonical
                 a.write_bytes("contribution.recorded",
                               msgpack.packb(dict(reversed(bad.items())), use_bin_type=True), ts)
+
+
+MONTH_US = 31 * 24 * 3600 * 1_000_000
+
+
+def amend_randomly(rng: random.Random, a: Author, authors: list[Author], ts: int,
+                   faulty: bool) -> None:
+    """An income, or a correction or void of an earlier entry of ``a``'s own feed (or,
+    from the faulty author, of another feed; of a transfer; with another for_lab)."""
+    if rng.random() < 0.3:
+        a.write("income.recorded", {"amount": rng.randint(1, 90_000), "unit": "JXC",
+                                    "period": rng.choice(["2026-05", "2026-06"]),
+                                    "source": "sales"}, ts)
+        return
+    pool = a.entries[1:]
+    if faulty and rng.random() < 0.3:
+        pool = rng.choice(authors).entries[1:]
+    elif rng.random() < 0.8:  # mostly what may be amended
+        pool = [e for e in pool if e.kind in VOIDABLE] or pool
+    target = rng.choice(pool)
+    try:
+        fields = target.fields() or {}
+    except ProtocolError:  # the faulty author's non-canonical body
+        fields = {}
+    if rng.random() < 0.4 or target.kind not in ("contribution.recorded", "income.recorded"):
+        a.write("entry.voided", {"entry": target.ref.as_list(), "reason": "mistake"}, ts)
+        return
+    body = {k: v for k, v in fields.items() if k not in ("entry", "reason")}
+    body["entry"] = target.ref.as_list()
+    if target.kind == "contribution.recorded":
+        body["minutes"] = rng.randint(1, 600)
+        if rng.random() < 0.5:  # moved to another month, or back to the original's
+            body["date"] = rng.choice(["2026-04-30", "2026-05-01"])
+        elif "date" in body:
+            del body["date"]
+        if faulty and rng.random() < 0.3:
+            body["for_lab"] = rng.choice(authors).signer.public_key
+        a.write("contribution.corrected", body, ts + rng.choice([0, MONTH_US]))
+    else:
+        body["amount"] = rng.randint(1, 90_000)
+        a.write("income.corrected", body, ts)
 
 
 def interleave(rng: random.Random, authors: list[Author]) -> list[Entry]:
