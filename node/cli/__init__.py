@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from node.cli import audit, entries, inspect, ledger, network, setup
+from node.cli import audit, corrections, entries, inspect, ledger, network, setup
 from node.cli.common import DiscoGroup, home_option, run_main
 
 
@@ -30,7 +30,8 @@ def main(home: Path | None) -> None:
 
 for command in (setup.init, setup.federation, setup.join, entries.member, entries.record,
                 inspect.log, inspect.verify, ledger.transfer, ledger.acknowledge, ledger.income,
-                ledger.policy, ledger.balance, ledger.transfers, ledger.flows, ledger.payout,
+                ledger.policy, corrections.correct, corrections.void, ledger.balance,
+                ledger.transfers, ledger.flows, ledger.payout,
                 ledger.rebuild, ledger.export_vf, network.serve, network.peer, network.sync,
                 network.status, audit.export, audit.audit, audit.prove, audit.checkpoint):
     main.add_command(command)

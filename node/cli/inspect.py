@@ -87,11 +87,12 @@ def summary(entry: Entry, genesis: Genesis) -> str:
         return f"joined {genesis.name!r} as {genesis.lab_name(entry.author)}"
     if kind in ("member.added", "member.updated"):
         return f"{body['handle']} ({body['name']})"
-    if kind == "contribution.recorded":
+    fixes = f"corrects {_ref_text(body['entry'])}: " if "entry" in body else ""
+    if kind in ("contribution.recorded", "contribution.corrected"):
         text = f"{body['member']}: {hours_text(body['minutes'])} h {body['stream']}"
         if body.get("for_lab"):
             text += f" for {genesis.lab_name(body['for_lab'])}"
-        return text + extra("project", "note")
+        return fixes + text + extra("project", "note", "date", "reason")
     if kind == "contribution.acknowledged":
         return f"contribution {_ref_text(body['contribution'])}" + extra("note")
     if kind == "transfer.offered":
@@ -100,8 +101,11 @@ def summary(entry: Entry, genesis: Genesis) -> str:
         return f"offer {_ref_text(body['offer'])}" + extra("reason")
     if kind == "transfer.reclaimed":
         return f"offer {_ref_text(body['offer'])} (declined in {_ref_text(body['decline'])})"
-    if kind == "income.recorded":
-        return f"{amount()} for {body['period']} from {body['source']!r}"
+    if kind in ("income.recorded", "income.corrected"):
+        return fixes + f"{amount()} for {body['period']} from {body['source']!r}" + extra(
+            "reason")
+    if kind == "entry.voided":
+        return f"voids {_ref_text(body['entry'])}: {body['reason']!r}"
     if kind == "policy.set":
         w = body["weights"]
         return (f"weights livelihood {w.get('livelihood', 0)}, love {w.get('love', 0)}, "
