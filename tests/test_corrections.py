@@ -263,3 +263,14 @@ def test_amendments_in_any_arrival_order_give_one_ledger() -> None:
             cursors[i] += 1
         digests.add(project(genesis, order).digest())
     assert len(digests) == 1
+
+
+def test_an_export_redacts_a_members_corrections_too() -> None:
+    from node.bundle import is_about
+
+    _, (a, _b) = _authors()
+    work = a.write("contribution.recorded", WORK, T0)
+    fixed = a.write("contribution.corrected", fix(work, minutes=10), T0)
+    gone = a.write("entry.voided", void(work), T0)
+    assert is_about(work, "m") and is_about(fixed, "m")
+    assert not is_about(fixed, "other") and not is_about(gone, "m")  # no personal data
