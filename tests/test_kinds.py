@@ -216,7 +216,16 @@ GOOD_BODIES: dict[str, dict[str, Any]] = {
     "transfer.reclaimed": {"offer": REF, "decline": REF},
     "income.recorded": {"amount": 5, "unit": "JXC", "period": "2026-10", "source": "s"},
     "policy.set": {"weights": {"care": 1, "livelihood": 2, "love": 3}, "care_ratio": 5},
+    "entry.voided": {"entry": REF, "reason": "booked twice"},
 }
+GOOD_BODIES["contribution.corrected"] = {**GOOD_BODIES["contribution.recorded"], "entry": REF,
+                                         "reason": "typo"}
+GOOD_BODIES["income.corrected"] = {**GOOD_BODIES["income.recorded"], "entry": REF,
+                                   "reason": "typo"}
+
+
+def test_every_kind_has_a_good_body_here() -> None:
+    assert set(GOOD_BODIES) == set(SCHEMAS)
 
 
 def _packed_value(value: Any, odd: str) -> bytes:
