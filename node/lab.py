@@ -115,6 +115,12 @@ class LabNode:
     def lab_id(self) -> bytes:
         return self.home.lab_id
 
+    @property
+    def position(self) -> int:
+        """The store's notification id that the ledger of :meth:`ledger` has read up
+        to: the same position, the same ledger (the dashboard caches pages by it)."""
+        return self._position
+
     def require_genesis(self) -> Genesis:
         if self.genesis is None:
             raise NodeError("this LAB has not joined a federation yet; run 'disco join FILE'")

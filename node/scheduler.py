@@ -16,6 +16,7 @@ import asyncio
 import signal
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -24,6 +25,9 @@ from node.client import PeerError, sync_round
 from node.limits import BACKLOG, ConnectionCap, Limits, connection_cap
 from node.server import BUSY, make_app
 from node.service import NodeService, load_peers
+
+if TYPE_CHECKING:
+    from node.dashboard import Dashboard
 
 WATCH = 1.0
 """Seconds between looks at the peer list and the own feed's head, which other
@@ -127,9 +131,10 @@ async def _look(service: NodeService, watch: dict[str, float]) -> None:
         watch["own_head"] = head
 
 
-async def serve(service: NodeService, host: str, port: int, limits: Limits | None = None
-                ) -> None:
-    """Serve until SIGTERM/SIGINT with ``limits``; prints the URL when ready."""
+async def serve(service: NodeService, host: str, port: int, limits: Limits | None = None,
+                dashboard: Dashboard | None = None) -> None:
+    """Serve until SIGTERM/SIGINT with ``limits``; prints the URL when ready, and the
+    ``dashboard``'s sign-in link if there is one (a new link on SIGUSR1)."""
     limits = limits or Limits()
     app = make_app(service, limits)
     runner = web.AppRunner(app, handle_signals=False, access_log=None,
@@ -142,8 +147,15 @@ async def serve(service: NodeService, host: str, port: int, limits: Limits | Non
                                         host, port, backlog=BACKLOG, reuse_address=True)
     bound = listener.sockets[0].getsockname()
     service.url = f"http://{host}:{bound[1]}"
+    if dashboard is not None:
+        await dashboard.start(service)
+        service.dashboard_url = dashboard.link()
     await service.write(service.node.ledger, catch_up_log(service))
     service.log(f"disco node {service.home.name!r} listening on {service.url}")
+    if dashboard is not None:
+        service.log(f"dashboard: {service.dashboard_url}")
+        loop.add_signal_handler(signal.SIGUSR1,
+                                lambda: service.log(f"dashboard: {dashboard.new_link()}"))
     service.log(f"limits: {cap} connections, bodies up to {limits.max_body} bytes "
                 f"({limits.body_budget} in flight), idle timeout {limits.idle_timeout:g} s, "
                 f"body timeout {limits.body_timeout:g} s")
@@ -155,4 +167,6 @@ async def serve(service: NodeService, host: str, port: int, limits: Limits | Non
     service.log("stopping: finishing writes in progress")
     listener.close()
     await scheduler
+    if dashboard is not None:
+        await dashboard.stop()
     await runner.cleanup()

@@ -77,6 +77,8 @@ class NodeService:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the schedule changed (a nudge): the scheduler looks at once."""
     url: str | None = None
+    dashboard_url: str | None = None
+    """The dashboard's sign-in link while ``disco serve`` runs one."""
     log: Callable[[str], None] = print
 
     @property

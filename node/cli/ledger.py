@@ -33,6 +33,7 @@ from node.cli.common import (
 )
 from node.cli.entries import _report
 from node.lab import LabNode
+from protocol.entry import Entry
 
 
 def _console() -> Console:
@@ -83,19 +84,30 @@ def transfer_offer(ctx: click.Context, to: str, amount: str, unit: str, memo: st
                                 "amount": parse_amount(amount, decimals)}
         if memo:
             body["memo"] = memo
-        try:
-            entry = node.author("transfer.offered", body, now_us())
-        except RuleViolation as e:
-            if e.code != "over-credit-limit":
-                raise
-            after = node.ledger().balance(node.lab_id, unit) - body["amount"]
-            limit = node.require_genesis().credit_limits.get(unit, 0)
-            raise Failure(f"refused: an offer of {amount_text(body['amount'], decimals)} "
-                          f"{unit} would take the balance to {amount_text(after, decimals)} "
-                          f"{unit}, below the credit limit of "
-                          f"{amount_text(-limit, decimals)} {unit} [over-credit-limit]"
-                          ) from None
+        entry = author_offer(node, body)
     _report(entry, as_json)
+
+
+def author_offer(node: LabNode, body: dict[str, Any]) -> Entry:
+    """Author ``transfer.offered`` with ``body`` (the CLI and the dashboard).
+
+    An offer past the credit limit raises :class:`Failure` saying, in the unit, the
+    balance it would leave and the limit; any other refusal raises as
+    :meth:`LabNode.author` does."""
+    try:
+        return node.author("transfer.offered", body, now_us())
+    except RuleViolation as e:
+        if e.code != "over-credit-limit":
+            raise
+        unit = body["unit"]
+        decimals = _unit_decimals(node, unit)
+        after = node.ledger().balance(node.lab_id, unit) - body["amount"]
+        limit = node.require_genesis().credit_limits.get(unit, 0)
+        raise Failure(f"refused: an offer of {amount_text(body['amount'], decimals)} "
+                      f"{unit} would take the balance to {amount_text(after, decimals)} "
+                      f"{unit}, below the credit limit of "
+                      f"{amount_text(-limit, decimals)} {unit} [over-credit-limit]"
+                      ) from None
 
 
 def _answer(ctx: click.Context, kind: str, ref: str, reason: str | None,

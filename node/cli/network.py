@@ -38,11 +38,11 @@ def _service(ctx: click.Context) -> NodeService:
     return service
 
 
-def _listen(text: str) -> tuple[str, int]:
+def _listen(text: str, option: str = "--listen") -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not host or int(port) > 65535:
         raise click.BadParameter(f"{text!r}: want HOST:PORT, e.g. 127.0.0.1:8750",
-                                 param_hint="--listen")
+                                 param_hint=option)
     return host, int(port)
 
 
@@ -67,21 +67,38 @@ _DEFAULT = Limits()
 @click.option("--body-timeout", type=click.FloatRange(0.1), show_default=True,
               default=_DEFAULT.body_timeout,
               help="Seconds to receive a whole request body (408).")
+@click.option("--dashboard", "dashboard_at", default="127.0.0.1:0", show_default=True,
+              metavar="HOST:PORT",
+              help="Where the LAB's dashboard listens (port 0 picks a free one); "
+                   "keep it on 127.0.0.1 unless a tunnel or proxy of yours guards it.")
+@click.option("--no-dashboard", is_flag=True, help="Serve no dashboard.")
 @json_option
 @click.pass_context
 @examples("  disco --home ./farm serve --listen 0.0.0.0:8750\n"
           "  disco serve --max-connections 256 --idle-timeout 10\n"
+          "  disco serve --dashboard 127.0.0.1:8751   # then open the printed link\n"
           "  disco serve --listen 127.0.0.1:0 --json   # one line: {\"url\": ..., \"lab_id\": ...}")
 def serve(ctx: click.Context, listen: str, max_connections: int, max_body: int,
-          body_budget: int, idle_timeout: float, body_timeout: float, as_json: bool) -> None:
-    """Run the node: the sync API, the status API and gossip with peers.
+          body_budget: int, idle_timeout: float, body_timeout: float, dashboard_at: str,
+          no_dashboard: bool, as_json: bool) -> None:
+    """Run the node: the sync API, the status API, gossip with peers and the dashboard.
 
     One node per home: a second 'disco serve' on the same folder is refused (exit 1).
     At start it logs how far the ledger's catch-up has come. The limits protect the
-    node from hostile peers and strangers (docs/sync.md, "Under attack")."""
+    node from hostile peers and strangers (docs/sync.md, "Under attack").
+
+    The dashboard (a web page of the LAB's books: balances, flows, transfers,
+    contributions, payout, peers, audit) listens on its own address, apart from the
+    sync API. 'serve' prints 'dashboard: URL': the link signs one browser in, once
+    (kill -USR1 the node for a new one)."""
     from node.scheduler import serve as run
 
     host, port = _listen(listen)
+    dashboard = None
+    if not no_dashboard:
+        from node.dashboard import Dashboard
+
+        dashboard = Dashboard(*_listen(dashboard_at, "--dashboard"))
     if body_budget < max_body:
         raise click.BadParameter("must be at least --max-body", param_hint="--body-budget")
     limits = Limits(max_body=max_body, body_budget=body_budget, body_timeout=body_timeout,
@@ -92,7 +109,7 @@ def serve(ctx: click.Context, listen: str, max_connections: int, max_body: int,
         warn_unchecked(service.home)
         service.log = _serve_log(service, as_json)
         try:
-            asyncio.run(run(service, host, port, limits))
+            asyncio.run(run(service, host, port, limits, dashboard))
         except OSError as e:
             raise Failure(f"cannot listen on {listen}: {e.strerror}") from None
         finally:
@@ -109,8 +126,8 @@ def _serve_log(service: NodeService, as_json: bool) -> Callable[[str], None]:
     def log(line: str) -> None:
         ready = line.startswith("disco node ") and " listening on " in line
         if ready and as_json:
-            print(json.dumps({"url": service.url, "lab_id": service.node.lab_id.hex()}),
-                  flush=True)
+            print(json.dumps({"url": service.url, "lab_id": service.node.lab_id.hex(),
+                              "dashboard": service.dashboard_url}), flush=True)
         elif ready:  # one name per LAB: the roster's
             print(f"disco node {name!r} listening on {service.url}", flush=True)
         else:
