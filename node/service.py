@@ -204,16 +204,19 @@ def _with_lag(peer: dict[str, Any], genesis: Genesis, held: dict[bytes, int]
     return out
 
 
-def status_of(node: LabNode, peers: list[dict[str, Any]]) -> dict[str, Any]:
+def status_of(node: LabNode, peers: list[dict[str, Any]],
+              summary: dict[str, Any] | None = None) -> dict[str, Any]:
     """The status document (``disco status --json`` and ``GET /v1/status``).
 
     Beside the frontier: ``roster`` (each LAB's name and the seq held of its feed),
     ``peers`` with their names and what each side lacks (:func:`_with_lag`), and
     ``lag`` per feed: the most entries a peer holds that this node lacks
     (``we_lack``) and the most this node holds that a peer lacks (``peers_lack``),
-    by the frontiers the peers last showed."""
+    by the frontiers the peers last showed. ``summary``: :meth:`LabNode.summary`'s
+    document when the caller has it already (the dashboard's, from the ledger it
+    holds)."""
     genesis = node.require_genesis()
-    summary = node.summary()
+    summary = summary if summary is not None else node.summary()
     forks = node.store.fork_proofs()
     frontier = node.frontier()
     held = {a: s for a, (s, _) in frontier.items()}

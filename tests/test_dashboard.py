@@ -292,3 +292,17 @@ def test_serve_without_a_dashboard_and_a_bad_address(fed: Federation, cli: Cli,
     result = cli("serve", "--listen", "127.0.0.1:0", "--dashboard", "localhost",
                  home=other.homes[0].path, check=False)
     assert "--dashboard" in one_line_error(result, 2)
+
+
+def test_the_shipped_chart_library_is_the_pinned_one() -> None:
+    """node/dashboard/static/vendor/echarts.min.js is the version web/package.json pins
+    (and package-lock.json resolved), with its licence files beside it."""
+    repo = Path(__file__).resolve().parents[1]
+    pinned = json.loads((repo / "web" / "package.json").read_text())["dependencies"]["echarts"]
+    lock = json.loads((repo / "web" / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/echarts"]["version"] == pinned
+    vendor = repo / "node" / "dashboard" / "static" / "vendor"
+    shipped = re.findall(r'version="(\d+\.\d+\.\d+)"', (vendor / "echarts.min.js").read_text())
+    assert shipped == [pinned]
+    for name in ("echarts.LICENSE", "echarts.NOTICE", "zrender.LICENSE"):
+        assert (vendor / name).stat().st_size > 0

@@ -41,7 +41,7 @@ SECURITY_HEADERS = {
                                 "form-action 'self'; base-uri 'none'"),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 """On every answer. ``style-src 'unsafe-inline'``: the chart library positions its

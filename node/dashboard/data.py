@@ -11,6 +11,7 @@ computed once per state, not once per request.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,19 +21,22 @@ from federation import reports
 from federation.errors import FederationError, RuleViolation
 from federation.genesis import Genesis
 from federation.kinds import PERIOD, STREAMS, entry_body
-from federation.ledger import OUTSTANDING, Ledger
+from federation.ledger import OFFERED, OUTSTANDING, Ledger, Offer
 from federation.valueflows import amount_text
 from node.checkpoints import CheckpointBook
 from node.cli.common import short_ref
 from node.cli.inspect import hours_text, summary
 from node.lab import LabNode
+from node.projection import VIEW, summary_of
 from node.service import NodeService, peer_status, status_of
+from protocol import canonical
 from protocol.entry import Entry, decode_entry
 
 RECENT = 12
 """Latest entries on the overview."""
 HISTORY = 100
-"""Transfers in the history table (newest first); the JSON twin says how many more."""
+"""Rows in each transfers table at most (offers to this LAB oldest first, the others
+newest first); the document says how many there are in all."""
 OWN_RECENT = 50
 """The LAB's latest contributions on the contributions page."""
 CACHED = 64
@@ -105,6 +109,36 @@ def _lab_rows(genesis: Genesis, me: bytes) -> list[dict[str, Any]]:
             for lab in genesis.labs]
 
 
+def held_summary(node: LabNode) -> dict[str, Any]:
+    """:meth:`LabNode.summary`'s document for the ledger this node holds in memory,
+    without hashing the whole ledger again: ``state_digest`` is the digest of the
+    projection saved in the store, ``digest_position`` the position it was saved
+    at and ``digest_current`` whether that is the ledger's position now.
+
+    (``summary()`` itself, when the saved projection is behind, loads it again and
+    catches it up: seconds on a large log, after every entry this node authors.
+    The node saves the projection at its next catch-up.)"""
+    ledger = node.ledger()
+    saved, _, held = node.store.load_view(VIEW, state=False)
+    doc = summary_of(ledger, node.position, state=b"")  # (its digest is replaced here)
+    saved_doc = canonical.decode(held, max_size=2**31, what="ledger summary") if held else {}
+    digest = saved_doc.get("state_digest", b"") if isinstance(saved_doc, dict) else b""
+    doc.update(state_digest=digest, digest_position=saved,
+               digest_current=bool(digest) and saved >= node.position)
+    return doc
+
+
+def agreement(peers: list[dict[str, Any]]) -> str:
+    """Whether the peers hold what this node holds, by the frontiers they showed
+    (the same entries give the same digest: the ledger is deterministic)."""
+    known = [p for p in peers if p.get("we_lack") is not None]
+    if not peers:
+        return "no peers"
+    if not known:
+        return "not known yet"
+    return "agree" if all(not p["lag"] for p in known) else "differ"
+
+
 # -- pages -------------------------------------------------------------------
 
 
@@ -112,7 +146,7 @@ def overview(node: LabNode, ledger: Ledger) -> dict[str, Any]:
     """Each LAB's balance per unit against its credit limit, the state digest and
     the latest entries."""
     genesis = node.require_genesis()
-    held = node.summary()
+    held = held_summary(node)
     rows = []
     for lab, units in reports.balances(ledger).items():
         cells = []
@@ -125,7 +159,9 @@ def overview(node: LabNode, ledger: Ledger) -> dict[str, Any]:
         rows.append({"lab": lab.hex(), "name": genesis.lab_name(lab),
                      "self": lab == node.lab_id, "units": cells})
     return {"federation": genesis.name, "units": list(genesis.units),
-            "state_digest": held["state_digest"].hex(), "invalid": held["invalid"],
+            "state_digest": held["state_digest"].hex(), "position": node.position,
+            "digest_position": held["digest_position"],
+            "digest_current": held["digest_current"], "invalid": held["invalid"],
             "pending": held["pending"], "balances": rows,
             "latest": [_entry_row(e, genesis) for e in latest_entries(node, node.feeds(),
                                                                       RECENT)]}
@@ -137,7 +173,10 @@ def sync_state(service: NodeService) -> dict[str, Any]:
     peers' state changes without the ledger changing."""
     node = service.node
     genesis = node.require_genesis()
-    doc = status_of(node, peer_status(service.home))
+    held = held_summary(node)
+    doc = status_of(node, peer_status(service.home), held)
+    doc.update(digest_position=held["digest_position"],
+               digest_current=held["digest_current"])
     for peer in doc["peers"]:
         lag = peer.get("we_lack")
         peer["agrees"] = None if lag is None else not peer["lag"]
@@ -153,10 +192,7 @@ def sync_state(service: NodeService) -> dict[str, Any]:
         row.update(we_lack=lag["we_lack"], peers_lack=lag["peers_lack"])
     for fork in doc["forks"]:
         fork["name"] = names.get(fork["author"], fork["author"][:8])
-    known = [p for p in doc["peers"] if p["agrees"] is not None]
-    doc["agreement"] = ("no peers" if not doc["peers"] else
-                        "not known yet" if not known else
-                        "agree" if all(p["agrees"] for p in known) else "differ")
+    doc["agreement"] = agreement(doc["peers"])
     return doc
 
 
@@ -164,6 +200,7 @@ def _stream_option(title: str, categories: list[str],
                    minutes: dict[str, list[int]]) -> dict[str, Any]:
     """An ECharts option: hours per value stream, stacked, one bar per category."""
     return {
+        "animation": False,
         "title": {"text": title, "left": 0, "textStyle": {"fontSize": 14}},
         "tooltip": {"trigger": "axis", "axisPointer": {"type": "shadow"}},
         "legend": {"top": 24},
@@ -171,7 +208,7 @@ def _stream_option(title: str, categories: list[str],
         "xAxis": {"type": "category", "data": categories,
                   "axisLabel": {"interval": 0, "rotate": 30 if len(categories) > 4 else 0}},
         "yAxis": {"type": "value", "name": "hours"},
-        "series": [{"name": s, "type": "bar", "stack": "hours",
+        "series": [{"name": s, "type": "bar", "stack": "hours", "barMaxWidth": 56,
                     "itemStyle": {"color": STREAM_COLOURS[s]},
                     "data": [_hours(m) for m in minutes[s]]} for s in STREAMS],
     }
@@ -195,11 +232,10 @@ def flows(node: LabNode, ledger: Ledger, period: str | None, unit: str) -> dict[
     side, so the diagram has no cycle) and hours by value stream per LAB and per
     member, for ``period`` (None: every period)."""
     genesis = node.require_genesis()
-    by_lab = reports.flows(ledger, period=period, by="lab")
-    by_member = reports.flows(ledger, period=period, by="member")
+    by_member = reports.flows(ledger, period=period, by="member")  # (LAB, member, stream)
     name = genesis.lab_name
     decimals = genesis.units[unit]
-    moved = [t for t in by_lab["transfers"] if t["unit"] == unit]
+    moved = [t for t in by_member["transfers"] if t["unit"] == unit]
     nodes: dict[str, None] = {}
     links = []
     for t in moved:
@@ -208,16 +244,17 @@ def flows(node: LabNode, ledger: Ledger, period: str | None, unit: str) -> dict[
         links.append({"source": source, "target": target,
                       "value": t["amount"] / 10**decimals})
     sankey = {
+        "animation": False,
         "title": {"text": f"Completed transfers ({unit})", "left": 0,
                   "textStyle": {"fontSize": 14}},
         "tooltip": {"trigger": "item"},
-        "series": [{"type": "sankey", "left": 8, "right": 120, "top": 40, "bottom": 8,
+        "series": [{"type": "sankey", "left": 8, "right": 140, "top": 40, "bottom": 8,
                     "nodeAlign": "justify", "emphasis": {"focus": "adjacency"},
                     "lineStyle": {"color": "gradient", "curveness": 0.5},
                     "data": [{"name": n} for n in nodes], "links": links}],
     }
     lab_keys, lab_minutes = _by_stream([((name(k[0]),), k[2], row["minutes"])
-                                        for row in by_lab["contributions"]
+                                        for row in by_member["contributions"]
                                         for k in [row["key"]]])
     member_keys, member_minutes = _by_stream([((name(k[0]), k[1]), k[2], row["minutes"])
                                               for row in by_member["contributions"]
@@ -242,29 +279,40 @@ def flows(node: LabNode, ledger: Ledger, period: str | None, unit: str) -> dict[
     }
 
 
-def _transfer_row(genesis: Genesis, row: dict[str, Any], me: bytes) -> dict[str, Any]:
-    author, seq, digest = row["ref"].split(":")
-    return {"ref": row["ref"], "short": short_ref(author, int(seq), digest),
-            "from": genesis.lab_name(row["from"]), "to": genesis.lab_name(row["to"]),
-            "incoming": row["to"] == me, "outgoing": row["from"] == me,
-            "amount": row["amount"], "unit": row["unit"],
-            "text": _money(genesis, row["amount"], row["unit"]), "state": row["state"],
-            "at": iso(row["ts_us"])}
+def _transfer_row(genesis: Genesis, o: Offer, me: bytes) -> dict[str, Any]:
+    """An offer as ``disco transfers`` lists it (:func:`federation.reports.transfers`),
+    with names and the amount in its unit."""
+    return {"ref": str(o.ref()), "short": short_ref(o.payer, o.seq, o.hash),
+            "from": genesis.lab_name(o.payer), "to": genesis.lab_name(o.payee),
+            "incoming": o.payee == me, "outgoing": o.payer == me,
+            "amount": o.amount, "unit": o.unit, "text": _money(genesis, o.amount, o.unit),
+            "state": o.state, "at": iso(o.ts_us)}
+
+
+def _claim_order(o: Offer) -> tuple[int, bytes, int]:
+    """The order of :func:`federation.reports.transfers`: oldest claim first."""
+    return o.ts_us, o.payer, o.seq
 
 
 def transfers(node: LabNode, ledger: Ledger) -> dict[str, Any]:
-    """Offers awaiting this LAB's answer, this LAB's offers still outstanding, and
-    the latest transfers of the federation."""
+    """Offers awaiting this LAB's answer (the oldest first), this LAB's offers still
+    outstanding and the latest transfers of the federation (newest first), at most
+    :data:`HISTORY` of each, with their totals. Only the rows shown are built: a
+    large ledger holds hundreds of thousands of offers."""
     genesis = node.require_genesis()
     me = node.lab_id
-    rows = reports.transfers(ledger)
-    to_me = [_transfer_row(genesis, r, me) for r in rows
-             if r["to"] == me and r["state"] == "offered"]
-    from_me = [_transfer_row(genesis, r, me) for r in rows
-               if r["from"] == me and r["state"] in OUTSTANDING]
-    history = [_transfer_row(genesis, r, me) for r in reversed(rows[-HISTORY:])]
-    return {"to_me": to_me, "from_me": from_me, "history": history,
-            "history_total": len(rows), "labs": _lab_rows(genesis, me),
+    offers = ledger.offers.values()
+    to_me = [o for o in offers if o.payee == me and o.state == OFFERED]
+    from_me = [o for o in offers if o.payer == me and o.state in OUTSTANDING]
+    return {"to_me": [_transfer_row(genesis, o, me)
+                      for o in heapq.nsmallest(HISTORY, to_me, key=_claim_order)],
+            "to_me_total": len(to_me),
+            "from_me": [_transfer_row(genesis, o, me)
+                        for o in heapq.nlargest(HISTORY, from_me, key=_claim_order)],
+            "from_me_total": len(from_me),
+            "history": [_transfer_row(genesis, o, me)
+                        for o in heapq.nlargest(HISTORY, offers, key=_claim_order)],
+            "history_total": len(ledger.offers), "labs": _lab_rows(genesis, me),
             "units": list(genesis.units)}
 
 

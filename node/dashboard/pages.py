@@ -18,16 +18,18 @@ from aiohttp import web
 
 from node.dashboard import data
 from node.dashboard.access import ACCESS, context
+from node.errors import NodeError
 from node.lab import LabNode
-from node.service import NodeService
+from node.service import NodeService, peer_status
+from node.service import _with_lag as with_lag
 
 SERVICE: web.AppKey[NodeService] = web.AppKey("dashboard_service", NodeService)
 CACHE: web.AppKey[data.PageCache] = web.AppKey("dashboard_cache", data.PageCache)
-AUDIT: web.AppKey[dict[str, Any]] = web.AppKey("dashboard_audit", dict)
+AUDIT: web.AppKey[dict[str, Any]] = web.AppKey("dashboard_audit")
 """The last audit's report (``report``, ``at``) and whether one is running."""
 
 
-class BadQuery(ValueError):
+class BadQuery(NodeError):
     """A query parameter a page cannot use (400)."""
 
 
@@ -113,9 +115,17 @@ def _audit(s: NodeService, q: dict[str, str]) -> tuple[tuple[Any, ...],
     return (), members
 
 
+def status_peers(s: NodeService) -> list[dict[str, Any]]:
+    """The peers with what each side lacks (as ``disco status`` shows them)."""
+    node = s.node
+    held = {a: seq for a, (seq, _) in node.frontier().items()}
+    return [with_lag(p, node.require_genesis(), held) for p in peer_status(s.home)]
+
+
 PAGES = {p.name: p for p in (
     Page("overview", "Overview", _overview,
-         fresh=lambda s: {"sync": {"agreement": data.sync_state(s)["agreement"]}}),
+         fresh=lambda s: {"sync": {"agreement": data.agreement(
+             status_peers(s))}}),
     Page("flows", "Flows", _flows),
     Page("transfers", "Transfers", _transfers),
     Page("contributions", "Contributions", _contributions),
@@ -188,7 +198,8 @@ def api_handler(name: str) -> Callable[[web.Request], Any]:
         except BadQuery as e:
             return json_answer({"error": str(e)}, 400)
         if name == "audit":
-            doc = {**doc, **request.app[AUDIT]}
+            audit: dict[str, Any] = request.app[AUDIT]
+            doc = {**doc, **audit}
         return json_answer(doc)
     return handler
 
@@ -209,7 +220,7 @@ async def signin(request: web.Request) -> web.Response:
     """The page a browser without a session lands on: how to sign in, no data."""
     access = request.app[ACCESS]
     signed_in = access.session(request) is not None
-    ctx = {"spent": "spent" in request.query, "signed_in": signed_in, "page": None,
+    ctx: dict[str, Any] = {"spent": "spent" in request.query, "signed_in": signed_in, "page": None,
            "pages": [], "lab_name": None, "federation": None, "csrf": "", "flash": None}
     status = 200 if signed_in else 401
     return aiohttp_jinja2.render_template("signin.html", request, ctx, status=status)
