@@ -6,9 +6,11 @@ HTTP client that does not follow redirects (so each answer is seen as sent).
 
 from __future__ import annotations
 
+import html
 import http.client
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +26,8 @@ DASHBOARD_LINE = re.compile(r"^dashboard: (http://\S+)/\?token=(\S+)$")
 PAGES = ["/", "/flows", "/transfers", "/contributions", "/payout", "/peers", "/audit"]
 APIS = ["/api/overview", "/api/flows", "/api/transfers", "/api/contributions",
         "/api/payout", "/api/peers", "/api/audit", "/api/live"]
-POSTS = ["/contributions", "/transfers/offer", "/transfers/answer", "/audit/run",
-         "/audit/export", "/signout"]
+POSTS = ["/contributions", "/transfers/offer", "/transfers/answer", "/transfers/reclaim",
+         "/audit/run", "/audit/export", "/signout"]
 
 
 def dashboard_link(node: NodeProcess) -> tuple[str, str]:
@@ -281,6 +283,66 @@ def test_refusals_say_what_the_cli_says(farm: NodeProcess, cli: Cli,
         assert reason in answer.text, (form, reason)
         assert 'role="alert"' in answer.text and "Traceback" not in answer.text
     assert _head(cli, home) == head  # nothing stored
+
+
+def test_decline_then_reclaim_on_the_dashboard(farm: NodeProcess, cli: Cli,
+                                               fed: Federation) -> None:
+    farm_home, fab_home = fed.homes[0].path, fed.homes[1].path
+    assert farm.url is not None
+    offer = cli.json("transfer", "offer", "--to", "FabLab", "--amount", "3.00", "--unit",
+                     "JXC", home=farm_home)["ref"]
+    b = _new_session(farm)
+    refused = b.post("/transfers/reclaim", {"csrf": b.csrf(), "ref": offer})
+    assert refused.status == 409 and "has not been declined (it is offered)" in refused.text
+    cli("sync", farm.url, home=fab_home)
+    cli("transfer", "decline", offer, "--reason", "not ours", home=fab_home)
+    cli("sync", farm.url, home=fab_home)
+    wait_until(lambda: any(t["ref"] == offer and t["state"] == "declined"
+                           for t in b.get("/api/transfers").json()["from_me"]),
+               what="the decline on the farm's dashboard")
+    assert 'action="/transfers/reclaim"' in b.get("/transfers").text
+    answer = b.post("/transfers/reclaim", {"csrf": b.csrf(), "ref": offer})
+    assert answer.status == 303, answer.text[-600:]
+    states = {t["ref"]: t["state"] for t in cli.json("transfers", home=farm_home)["transfers"]}
+    assert states[offer] == "reclaimed"
+
+
+def test_payout_is_the_cli_payout(farm: NodeProcess, cli: Cli, fed: Federation) -> None:
+    home = fed.homes[0].path
+    month = time.strftime("%Y-%m", time.gmtime())
+    cli("income", "--amount", "100.00", "--unit", "JXC", "--period", month, "--source",
+        "market", home=home)
+    cli("policy", "--care", "2", "--care-ratio", "10", home=home)
+    b = _new_session(farm)
+    mine = b.get(f"/api/payout?period={month}").json()
+    theirs = cli.json("payout", "--period", month, home=home)
+    assert {s["member"]: s["amount"] for s in mine["shares"]} == theirs["shares"]
+    assert mine["policy"] == {"weights": theirs["weights"], "care_ratio": 10, "set": True}
+    page = html.unescape(b.get(f"/payout?period={month}").text)
+    assert "care ratio 10%" in page and theirs["formula"] in page
+    empty = b.get("/api/payout?period=2001-01").json()
+    assert empty["shares"] == [] and empty["error"] == "no income recorded for 2001-01 in JXC"
+
+
+def test_audit_and_export_from_the_dashboard(farm: NodeProcess, cli: Cli,
+                                            fed: Federation, tmp_path: Path) -> None:
+    b = _new_session(farm)
+    assert b.get("/api/audit").json()["report"] is None  # none run since the start
+    answer = b.post("/audit/run", {"csrf": b.csrf("/audit")})
+    assert answer.status == 303 and answer.headers["location"] == "/audit"
+    report = b.get("/api/audit").json()["report"]
+    status = farm.status()
+    assert report["ok"] is True and report["violations"] == []
+    assert report["entries"] == sum(f["seq"] for f in status["frontier"].values())
+    assert "audit passed" in b.get("/audit").text
+    bundle = b.post("/audit/export", {"csrf": b.csrf("/audit")})
+    assert bundle.status == 200
+    assert bundle.headers["content-disposition"].startswith("attachment; filename=")
+    path = tmp_path / "farm.bundle"
+    path.write_bytes(bundle.body)
+    audited = cli.json("audit", str(path))
+    assert audited["ok"] is True and audited["entries"] == report["entries"]
+    assert audited["state_digest"] == report["state_digest"]
 
 
 def test_serve_without_a_dashboard_and_a_bad_address(fed: Federation, cli: Cli,

@@ -168,6 +168,16 @@ def test_offer_from_the_cli_accepted_on_the_other_dashboard(
     by_name = {r["name"]: r["units"][0]["text"] for r in balances["balances"]}
     assert by_name == {"Farm": "-120.50 JXC", "FabLab": "120.50 JXC"}
 
+    # Both hold the same entries: each overview says the peers agree.
+    for site in (farm, fab):
+        wait_until(lambda s=site: s.page.evaluate(
+            "fetch('/api/overview').then(r => r.json())")["sync"]["agreement"] == "agree",
+            timeout=30, what="the peers to agree")
+        site.open("/")
+        assert site.page.locator("#agreement").inner_text().startswith("agree")
+        assert (site.page.locator("#state-digest").inner_text()
+                == site.node.status()["state_digest"])
+
 
 def test_a_refused_offer_shows_the_reason(sites: dict[str, Site], cli: Cli,
                                           fed: Federation) -> None:

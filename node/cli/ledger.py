@@ -150,18 +150,25 @@ def transfer_decline(ctx: click.Context, ref: str, reason: str | None, as_json: 
 def transfer_reclaim(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Take back a declined offer of this LAB: credits its amount again."""
     with open_node(ctx, writer=True) as node:
-        offer = resolve_ref(node, ref)
-        state = node.ledger().offers.get((offer.author, offer.seq))
-        if state is None or state.answer is None or state.state != "declined":
-            raise Failure(f"refused: offer {ref} has not been declined (it is "
-                          f"{state.state if state else 'not a valid offer'})")
-        decline = node.store.get(*state.answer)
-        if decline is None:
-            raise Failure("refused: the decline is not held here; sync first")
-        entry = node.author("transfer.reclaimed",
-                            {"offer": offer.as_list(), "decline": decline.ref.as_list()},
-                            now_us())
+        entry = author_reclaim(node, ref)
     _report(entry, as_json)
+
+
+def author_reclaim(node: LabNode, ref: str) -> Entry:
+    """Author ``transfer.reclaimed`` for the declined offer ``ref`` names (the CLI
+    and the dashboard). Raises :class:`Failure` when it has not been declined or
+    the decline is not held here."""
+    offer = resolve_ref(node, ref)
+    state = node.ledger().offers.get((offer.author, offer.seq))
+    if state is None or state.answer is None or state.state != "declined":
+        raise Failure(f"refused: offer {ref} has not been declined (it is "
+                      f"{state.state if state else 'not a valid offer'})")
+    decline = node.store.get(*state.answer)
+    if decline is None:
+        raise Failure("refused: the decline is not held here; sync first")
+    return node.author("transfer.reclaimed",
+                       {"offer": offer.as_list(), "decline": decline.ref.as_list()},
+                       now_us())
 
 
 @click.command()

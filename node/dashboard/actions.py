@@ -34,7 +34,7 @@ from node.cli.common import (
     resolve_ref,
     translate,
 )
-from node.cli.ledger import author_offer
+from node.cli.ledger import author_offer, author_reclaim
 from node.dashboard.access import ACCESS, SESSION
 from node.dashboard.pages import AUDIT, SERVICE, render
 from node.errors import NodeError
@@ -144,6 +144,15 @@ async def answer(request: web.Request) -> web.Response:
                         "/transfers")
 
 
+async def reclaim(request: web.Request) -> web.Response:
+    """Take back a declined offer of this LAB (``disco transfer reclaim``)."""
+    form = await _form(request)
+    return await _write(request, "transfers", form,
+                        lambda node: author_reclaim(node, form.get("ref", "")),
+                        lambda e: f"reclaimed: transfer.reclaimed seq {e.seq}",
+                        "/transfers")
+
+
 def _export(node: LabNode, out: BinaryIO, redact: str | None) -> int:
     return export_bundle(node, out, now_us(), redact_member=redact or None)
 
@@ -210,6 +219,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/contributions", record)
     app.router.add_post("/transfers/offer", offer)
     app.router.add_post("/transfers/answer", answer)
+    app.router.add_post("/transfers/reclaim", reclaim)
     app.router.add_post("/audit/run", run_audit)
     app.router.add_post("/audit/export", export)
     app.router.add_post("/signout", sign_out)
