@@ -186,8 +186,8 @@ def sync_state(service: NodeService) -> dict[str, Any]:
     book = CheckpointBook(node.store, genesis.federation_id)
     names = {lab.id.hex(): lab.name for lab in genesis.labs}
     for row in doc["roster"]:
-        held = book.latest(bytes.fromhex(row["lab"]))
-        row["checkpoint"] = held[0].size if held is not None else None
+        checkpoint = book.latest(bytes.fromhex(row["lab"]))
+        row["checkpoint"] = checkpoint[0].size if checkpoint is not None else None
         lag = doc["lag"].get(row["lab"], {"we_lack": 0, "peers_lack": 0})
         row.update(we_lack=lag["we_lack"], peers_lack=lag["peers_lack"])
     for fork in doc["forks"]:
