@@ -173,10 +173,10 @@ def test_offer_from_the_cli_accepted_on_the_other_dashboard(
         wait_until(lambda s=site: s.page.evaluate(
             "fetch('/api/overview').then(r => r.json())")["sync"]["agreement"] == "agree",
             timeout=30, what="the peers to agree")
+        digest = site.node.status()["state_digest"]  # (the node saves its ledger)
         site.open("/")
         assert site.page.locator("#agreement").inner_text().startswith("agree")
-        assert (site.page.locator("#state-digest").inner_text()
-                == site.node.status()["state_digest"])
+        assert site.page.locator("#state-digest").inner_text() == digest
 
 
 def test_a_refused_offer_shows_the_reason(sites: dict[str, Site], cli: Cli,

@@ -143,10 +143,9 @@ def agreement(peers: list[dict[str, Any]]) -> str:
 
 
 def overview(node: LabNode, ledger: Ledger) -> dict[str, Any]:
-    """Each LAB's balance per unit against its credit limit, the state digest and
-    the latest entries."""
+    """Each LAB's balance per unit against its credit limit, and the latest entries
+    (the state digest is :func:`digest_state`'s, read at every request)."""
     genesis = node.require_genesis()
-    held = held_summary(node)
     rows = []
     for lab, units in reports.balances(ledger).items():
         cells = []
@@ -158,13 +157,19 @@ def overview(node: LabNode, ledger: Ledger) -> dict[str, Any]:
                           "used_pct": round(used, 1)})
         rows.append({"lab": lab.hex(), "name": genesis.lab_name(lab),
                      "self": lab == node.lab_id, "units": cells})
-    return {"federation": genesis.name, "units": list(genesis.units),
-            "state_digest": held["state_digest"].hex(), "position": node.position,
-            "digest_position": held["digest_position"],
-            "digest_current": held["digest_current"], "invalid": held["invalid"],
-            "pending": held["pending"], "balances": rows,
+    return {"federation": genesis.name, "units": list(genesis.units), "balances": rows,
             "latest": [_entry_row(e, genesis) for e in latest_entries(node, node.feeds(),
                                                                       RECENT)]}
+
+
+def digest_state(node: LabNode) -> dict[str, Any]:
+    """The state digest (:func:`held_summary`: as last saved, and whether that is
+    the ledger's position now) and the invalid and pending entries."""
+    held = held_summary(node)
+    return {"state_digest": held["state_digest"].hex(), "position": node.position,
+            "digest_position": held["digest_position"],
+            "digest_current": held["digest_current"], "invalid": held["invalid"],
+            "pending": held["pending"]}
 
 
 def sync_state(service: NodeService) -> dict[str, Any]:

@@ -124,8 +124,8 @@ def status_peers(s: NodeService) -> list[dict[str, Any]]:
 
 PAGES = {p.name: p for p in (
     Page("overview", "Overview", _overview,
-         fresh=lambda s: {"sync": {"agreement": data.agreement(
-             status_peers(s))}}),
+         fresh=lambda s: {**data.digest_state(s.node),
+                          "sync": {"agreement": data.agreement(status_peers(s))}}),
     Page("flows", "Flows", _flows),
     Page("transfers", "Transfers", _transfers),
     Page("contributions", "Contributions", _contributions),
