@@ -23,6 +23,7 @@ from tests.conftest import Cli, Federation, make_federation
 from tests.nodes import NodeProcess, node_group, one_line_error, set_peers, wait_until
 from tests.test_dashboard import PAGES, dashboard_link
 
+pytestmark = pytest.mark.slow  # ~45 s: two nodes, a browser (they still run)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
