@@ -292,16 +292,25 @@ def body_of(kind: str, body: bytes | None, author: bytes, seq: int) -> dict[str,
     None when redacted. Raises :class:`RuleViolation` (``bad-body``, ``unknown-kind``),
     with the message of the first of those two checks that fails.
 
-    A body that passes both (the usual one) is found to in one pass
-    (:func:`_canonical_fields`); any other takes the two checks in order.
+    A body that passes both (the usual one) is found to in one pass; any other
+    takes the two checks in order.
     """
     if body is None:
         return None
     schema = SCHEMAS.get(kind)
     if schema is not None and schema.flat:
-        fields = _canonical_fields(kind, schema, body)
-        if fields is not None:
-            return fields
+        # One pass for a good body: unpacked, checked against the schema, packed
+        # back. The fields a flat schema accepts are str, bin, ints in range and
+        # refs (lists of those), so once they are known to come in sorted order,
+        # packing them as they are is the canonical check (packs_back). Any fault
+        # found here says only: ask the two checks below, in their order.
+        try:
+            fields = canonical.unpack(body, MAX_ENTRY_SIZE, "body")
+            if (type(fields) is dict and schema.check(kind, fields)
+                    and canonical.packs_back(fields, body)):
+                return fields
+        except (ProtocolError, RuleViolation):
+            pass
     try:
         fields = decode_body(body, author, seq)
     except ProtocolError as e:
@@ -312,24 +321,6 @@ def body_of(kind: str, body: bytes | None, author: bytes, seq: int) -> dict[str,
         else:
             schema.check(kind, fields)
     return fields
-
-
-def _canonical_fields(kind: str, schema: Schema, body: bytes) -> dict[str, Any] | None:
-    """The fields of ``body`` if :func:`~protocol.entry.decode_body` and ``schema``
-    (a :attr:`~Schema.flat` one) both accept them; None says only: ask them in turn.
-
-    Unpacked, checked against the schema, then packed back: the fields a flat schema
-    accepts are str, bin, ints in range and refs (lists of those), which
-    :func:`~protocol.canonical.packs_back` checks for canonical form without a walk
-    once they are known to come in sorted order."""
-    try:
-        fields = canonical.unpack(body, MAX_ENTRY_SIZE, "body")
-        if (type(fields) is dict and schema.check(kind, fields)
-                and canonical.packs_back(fields, body)):
-            return fields
-    except (ProtocolError, RuleViolation):
-        pass
-    return None
 
 
 @dataclass(slots=True)
