@@ -30,7 +30,7 @@ from federation.ledger import Ledger
 from federation.reports import balances
 from protocol import merkle
 from protocol.checkpoint import Checkpoint, verify_checkpoint
-from protocol.entry import Entry, FeedVerifier, check_signature, decode_entry, short
+from protocol.entry import Entry, FeedVerifier, check_signature, decode_entry, where
 from protocol.errors import ProtocolError
 from protocol.sync import decode_fork_proof
 
@@ -376,7 +376,7 @@ class Auditor:
             self.violation(author, seq, code, message)
         for author, (seq, ref) in sorted(ledger.pending.items()):
             self.violation(author, seq, "unresolved-reference",
-                           f"references {short(ref.author)}#{ref.seq}, not in the bundle")
+                           f"references {where(ref.author, ref.seq)}, not in the bundle")
         try:
             ledger.check_invariant()
         except InvariantError as e:

@@ -43,7 +43,7 @@ from federation.errors import InvariantError, PendingReference, RuleViolation, S
 from federation.genesis import Genesis
 from federation.kinds import AMENDING, LabState, body_of, check_total, entry_body
 from protocol import canonical
-from protocol.entry import Entry, Ref, entry_parts, sha256, short
+from protocol.entry import Entry, Ref, entry_parts, sha256, short, where
 from protocol.errors import ProtocolError
 
 LEDGER_VERSION = 2
@@ -387,20 +387,20 @@ class Ledger:
             raise RuleViolation("bad-reference", f"reference to {short(ref.author)}, "
                                 "which is not a member LAB")
         if ref.seq > self.applied(ref.author):
-            raise PendingReference(ref, f"waits for {short(ref.author)}#{ref.seq}")
+            raise PendingReference(ref, f"waits for {where(ref.author, ref.seq)}")
         return None
 
     def _check_hash(self, ref: Ref, actual: bytes) -> None:
         if actual != ref.hash:
             raise RuleViolation("bad-reference",
-                                f"{short(ref.author)}#{ref.seq} has another hash than referenced")
+                                f"{where(ref.author, ref.seq)} has another hash than referenced")
 
     def _offer_at(self, ref: Ref) -> Offer:
         self._referenced(ref)
         offer = self.offers.get((ref.author, ref.seq))
         if offer is None:
             reason = self.invalid.get((ref.author, ref.seq))
-            raise RuleViolation("bad-reference", f"{short(ref.author)}#{ref.seq} is not a "
+            raise RuleViolation("bad-reference", f"{where(ref.author, ref.seq)} is not a "
                                 + ("valid offer" if reason else "transfer offer"))
         self._check_hash(ref, offer.hash)
         return offer
@@ -414,7 +414,7 @@ class Ledger:
             # The message must not name the offer's current state: that depends on
             # arrival order (declined vs reclaimed); the fact of an answer does not.
             raise RuleViolation("already-answered",
-                                f"offer {short(offer.payer)}#{offer.seq} was already answered")
+                                f"offer {where(offer.payer, offer.seq)} was already answered")
 
         key = (author, offer.unit)
         credited = (check_total(self.balance(*key) + offer.amount, f"the balance in {offer.unit}")
@@ -470,7 +470,7 @@ class Ledger:
     def _lookup(self, ref: Ref) -> Entry:
         entry = self.feeds.entry(ref.author, ref.seq)
         if entry is None:
-            raise PendingReference(ref, f"waits for {short(ref.author)}#{ref.seq}")
+            raise PendingReference(ref, f"waits for {where(ref.author, ref.seq)}")
         return entry
 
     # -- the projected document, digest and snapshots ------------------------

@@ -42,7 +42,7 @@ from eventsourcing.persistence import (
 
 from federation.errors import Violation
 from node.errors import NodeError
-from protocol.entry import Entry, FeedVerifier, check_signature, decode_entry, short
+from protocol.entry import Entry, FeedVerifier, check_signature, decode_entry, short, where
 from protocol.errors import BadSignatureError, ProtocolError
 from protocol.sync import ForkProof, decode_fork_proof
 
@@ -510,7 +510,7 @@ class StoreCheck:
         if entry.seq != version or entry.author.hex() != originator:
             self.broken.add(originator)
             return Problem(originator, version, "misfiled",
-                           f"row says {short(bytes.fromhex(originator))}#{version} "
+                           f"row says {where(bytes.fromhex(originator), version)} "
                            f"but the entry is {entry.where} (later entries unchecked)")
         try:
             if self.signatures:

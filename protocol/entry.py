@@ -58,6 +58,12 @@ def short(b: bytes) -> str:
     return b.hex()[:8]
 
 
+def where(author: bytes, seq: int) -> str:
+    """An entry as messages name it: ``AUTHOR8:SEQ``, the spelling a person types
+    back (as a ref prefix) wherever the command line takes a ref."""
+    return f"{author.hex()[:8]}:{seq}"
+
+
 def _show(v: Any) -> str:
     """A short, safe description of a decoded value for an error message.
 
@@ -238,7 +244,7 @@ class Entry:
 
     @property
     def where(self) -> str:
-        return f"{short(self.header.author)}#{self.header.seq}"
+        return where(self.header.author, self.header.seq)
 
 
 def _slots(cls: type) -> tuple[Callable[[Any, Any], None], ...]:
@@ -288,9 +294,9 @@ def decode_body(body: bytes | None, author: bytes, seq: int) -> dict[str, Any] |
         value = canonical.decode(body, max_size=MAX_ENTRY_SIZE, what="body")
     except DecodeError:  # again, naming the entry (only now: naming it costs)
         value = canonical.decode(body, max_size=MAX_ENTRY_SIZE,
-                                 what=f"body of {short(author)}#{seq}")
+                                 what=f"body of {where(author, seq)}")
     if type(value) is not dict:
-        raise SchemaError(f"body of {short(author)}#{seq}: want a map")
+        raise SchemaError(f"body of {where(author, seq)}: want a map")
     return value
 
 
@@ -370,7 +376,7 @@ def _packed_size(body: bytes | None) -> int:
 
 
 def _where(hdr: list[Any]) -> str:
-    return f"{short(hdr[2])}#{hdr[3]}"
+    return where(hdr[2], hdr[3])
 
 
 
@@ -451,5 +457,6 @@ class FeedVerifier:
 __all__ = [
     "FORMAT_VERSION", "HASH_SIZE", "MAX_ENTRY_SIZE", "SIGNING_PREFIX", "DecodeError",
     "Entry", "EntryParts", "FeedVerifier", "Header", "Ref", "check_signature", "decode_body",
-    "decode_entry", "entry_parts", "redact", "sha256", "sign_entry", "verifying_key",
+    "decode_entry", "entry_parts", "redact", "sha256", "short", "sign_entry", "verifying_key",
+    "where",
 ]

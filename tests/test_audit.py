@@ -148,7 +148,7 @@ def _find(records: Records, author: bytes, seq: int) -> int:
             entry = decode_entry(fields[0])
             if entry.author == author and entry.seq == seq:
                 return i
-    raise AssertionError(f"no entry {author.hex()[:8]}#{seq} in the bundle")
+    raise AssertionError(f"no entry {author.hex()[:8]}:{seq} in the bundle")
 
 
 def _checkpoint_at(records: Records, author: bytes) -> int:

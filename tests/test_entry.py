@@ -540,7 +540,7 @@ def test_decode_rejects_malformed(raw: bytes) -> None:
 
 def test_body_hash_mismatch() -> None:
     raw = replaced(E1, body=canonical.encode({"hours": 300}))
-    with pytest.raises(BodyHashMismatchError, match=f"{ALICE.public_key.hex()[:8]}#1"):
+    with pytest.raises(BodyHashMismatchError, match=f"{ALICE.public_key.hex()[:8]}:1"):
         decode_entry(raw)
 
 
