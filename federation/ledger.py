@@ -476,8 +476,11 @@ class Ledger:
     # -- the projected document, digest and snapshots ------------------------
 
     def document(self) -> dict[str, Any]:
-        """The projected ledger as one canonical value; every list is sorted."""
-        return {
+        """The projected ledger as one canonical value: every list sorted, every map's
+        keys in sorted order, of the ledger's own values (ids, counts, totals that
+        :func:`~federation.kinds.check_total` keeps in range, text of checked
+        bodies), so that :meth:`encode` packs it as it is."""
+        doc = {
             "version": LEDGER_VERSION,
             "federation": self.federation_id,
             "heads": sorted([a, s.seq] for a, s in self.labs.items()),
@@ -488,7 +491,8 @@ class Ledger:
             "acks": sorted([c[0], c[1], a[0], a[1]] for c, a in self.acks.items()),
             "contributions": sorted([*k, v] for k, v in self.contributions.items()),
             "income": sorted([*k, v] for k, v in self.income.items()),
-            "policies": sorted([a, w, r] for a, (w, r) in self.policies.items()),
+            "policies": sorted([a, dict(sorted(w.items())), r]
+                               for a, (w, r) in self.policies.items()),
             "amended": sorted([a, s, by, v] for (a, s), (by, v) in self.amended.items()),
             "invalid": sorted([a, s, c, m] for (a, s), (c, m) in self.invalid.items()),
             "pending": sorted([a, s, r.as_list()] for a, (s, r) in self.pending.items()),
@@ -496,10 +500,15 @@ class Ledger:
             "forks": sorted([a, s] for a, s in self.frozen.items()),
             "offers": [self.offers[key].row() for key in sorted(self.offers)],
         }
+        return dict(sorted(doc.items()))
 
     def encode(self) -> bytes:
-        """Canonical bytes of :meth:`document`: the snapshot a node stores."""
-        return canonical.encode(self.document())
+        """Canonical bytes of :meth:`document`: the snapshot a node stores.
+
+        :meth:`document` is built canonical, so the encoder's walk, which would only
+        find nothing to change, is skipped (``_checked``; a test compares the bytes
+        with the walk's over random federations)."""
+        return canonical.encode(self.document(), _checked=True)
 
     def digest(self) -> bytes:
         """The state digest: SHA-256 of the canonical projected ledger."""

@@ -205,10 +205,12 @@ def encode(value: Value, *, _checked: bool = False) -> bytes:
     ints outside msgpack's range, str that is not UTF-8 encodable (lone surrogates)
     or nesting deeper than :data:`MAX_DEPTH`, naming where (``$.key[index]``).
 
-    ``_checked`` (private, as h11's ``_parsed``): the caller has just checked that
-    ``value`` holds only arrays (at most :data:`MAX_DEPTH` deep) of str, bytes,
-    int, bool and None (no map, no float), as :func:`~protocol.entry.decode_entry`
-    checks an entry's fields; the walk that would check it again is skipped.
+    ``_checked`` (private, as h11's ``_parsed``): the caller has just checked, or
+    built, ``value`` to hold only arrays and str-keyed maps with their keys in
+    sorted order (at most :data:`MAX_DEPTH` deep) of str, bytes, int, bool and None
+    (no float), as :func:`~protocol.entry.decode_entry` checks an entry's fields and
+    the ledger builds its document; the walk that would check it again is skipped.
+    (An int out of range or a str that is not UTF-8 is still refused, by the packer.)
     """
     try:
         return _PACKERS.pack(value if _checked else _normalise(value))

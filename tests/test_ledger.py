@@ -154,6 +154,11 @@ def amend_randomly(rng: random.Random, a: Author, authors: list[Author], ts: int
                                     "period": rng.choice(["2026-05", "2026-06"]),
                                     "source": "sales"}, ts)
         return
+    if rng.random() < 0.1:  # (a map inside the ledger's document)
+        a.write("policy.set", {"weights": {"love": rng.randint(0, 3), "care": 1,
+                                           "livelihood": rng.randint(0, 3)},
+                               "care_ratio": rng.randint(0, 100)}, ts)
+        return
     pool = a.entries[1:]
     if faulty and rng.random() < 0.3:
         pool = rng.choice(authors).entries[1:]
@@ -233,6 +238,7 @@ def test_any_arrival_order_gives_the_same_ledger(seed: int, n_labs: int, steps: 
     document = in_order.document()
     snapshot = in_order.encode()
     assert snapshot == msgpack.packb(dict(sorted(document.items())), use_bin_type=True)
+    assert snapshot == canonical.encode(document)  # (the walk skipped: nothing to change)
     assert Ledger.restore(genesis, Held(), snapshot).document() == document
     # The faulty author's rejected entries are listed with reasons, never applied.
     assert all(code and message for code, message in in_order.invalid.values())
@@ -333,6 +339,21 @@ def test_decline_then_reclaim_restores_the_payer_and_only_once() -> None:
     ledger = project(genesis, b.entries + a.entries)
     assert ledger.balance(A, "JXC") == 0 and ledger.balance(B, "JXC") == 0
     assert ledger.invalid[(A, again.seq)][0] == "already-reclaimed"
+
+
+def test_the_snapshot_is_the_canonical_encoding_of_the_document() -> None:
+    """encode() packs the document as it is built (maps in sorted order, a policy's
+    weights among them): the very bytes of the encoder's walk."""
+    genesis, authors = world(3, 9)
+    authors[0].write("policy.set", {"weights": {"love": 2, "care": 1, "livelihood": 3},
+                                    "care_ratio": 10}, T0)
+    authors[1].write("income.recorded", {"amount": 7, "unit": "JXC", "period": "2026-05",
+                                         "source": "s"}, T0)
+    ledger = project(genesis, [e for a in authors for e in a.entries])
+    assert ledger.policies and ledger.income
+    assert ledger.encode() == canonical.encode(ledger.document())
+    assert list(ledger.document()) == sorted(ledger.document())
+    assert Ledger.restore(genesis, Held(), ledger.encode()).encode() == ledger.encode()
 
 
 def test_snapshot_restores_exactly() -> None:
