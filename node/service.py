@@ -208,7 +208,9 @@ def status_of(node: LabNode, peers: list[dict[str, Any]],
               summary: dict[str, Any] | None = None) -> dict[str, Any]:
     """The status document (``disco status --json`` and ``GET /v1/status``).
 
-    Beside the frontier: ``roster`` (each LAB's name and the seq held of its feed),
+    ``name`` is the LAB's name in the roster (``home_name``, when given, the one
+    ``disco init`` was given). Beside the frontier: ``roster`` (each LAB's name and
+    the seq held of its feed),
     ``peers`` with their names and what each side lacks (:func:`_with_lag`), and
     ``lag`` per feed: the most entries a peer holds that this node lacks
     (``we_lack``) and the most this node holds that a peer lacks (``peers_lack``),
@@ -227,9 +229,12 @@ def status_of(node: LabNode, peers: list[dict[str, Any]],
             row = feed_lag.setdefault(author, {"we_lack": 0, "peers_lack": 0})
             row["we_lack"] = max(row["we_lack"], lag["we_lack"])
             row["peers_lack"] = max(row["peers_lack"], lag["they_lack"])
+    # One name per LAB: the roster's, even when 'disco init --name' gave another.
+    name = genesis.lab_name(node.lab_id) if genesis.is_member(node.lab_id) else node.home.name
     return {
         "lab_id": node.lab_id.hex(),
-        "name": node.home.name,
+        "name": name,
+        **({"home_name": node.home.name} if name != node.home.name else {}),
         "federation_id": genesis.federation_id.hex(),
         "state_digest": summary["state_digest"].hex(),
         "frontier": {a.hex(): {"seq": s, "head": h.hex() if h else None}

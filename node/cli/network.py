@@ -317,12 +317,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
     with open_node(ctx) as node:
         doc = status_of(node, peer_status(node.home))
-        if node.genesis is not None and node.genesis.is_member(node.lab_id):
-            # One name per LAB: the roster's, even when 'disco init --name' differed.
-            roster_name = node.genesis.lab_name(node.lab_id)
-            if roster_name != doc.get("name"):
-                doc["home_name"] = doc.get("name")
-                doc["name"] = roster_name
     doc["verified"] = warn_unchecked(node.home)
     if as_json:
         emit(doc)
