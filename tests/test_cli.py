@@ -180,7 +180,8 @@ def test_federation_create_rejects_bad_options(cli: Cli, tmp_path: Path) -> None
 
 def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
     found = []
-    for name, command in group.commands.items():
+    commands = main.all_commands() if group is main else group.commands
+    for name, command in commands.items():
         found.append((prefix + name, command))
         if isinstance(command, click.Group):
             found += _commands(command, prefix + name + " ")

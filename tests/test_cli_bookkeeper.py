@@ -265,7 +265,8 @@ def _commands(group: object, path: tuple[str, ...] = ()) -> list[tuple[tuple[str
 
     assert isinstance(group, click.Group)
     out: list[tuple[tuple[str, ...], object]] = []
-    for name, command in group.commands.items():
+    commands = getattr(group, "all_commands", lambda: group.commands)()
+    for name, command in commands.items():
         if isinstance(command, click.Group):
             out += _commands(command, (*path, name))
         else:

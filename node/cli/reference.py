@@ -12,8 +12,9 @@ from node.cli import main
 
 def _walk(group: click.Group, path: list[str]) -> list[tuple[list[str], click.Command]]:
     out: list[tuple[list[str], click.Command]] = []
-    for name in sorted(group.commands):
-        command = group.commands[name]
+    commands = main.all_commands() if group is main else group.commands
+    for name in sorted(commands):
+        command = commands[name]
         out.append(([*path, name], command))
         if isinstance(command, click.Group):
             out += _walk(command, [*path, name])
