@@ -68,10 +68,15 @@ def start(key: str, home: Path, procs: dict[str, subprocess.Popen[str]]) -> str:
 
 
 def wait_for(what: str, check: Any, timeout: float = 45) -> None:
+    """Poll ``check`` until it is true; a node that does not answer (yet, or any more:
+    on Ctrl-C the nodes may stop a moment before the demo does) is a no for now."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():
-            return
+        try:
+            if check():
+                return
+        except OSError:  # (urllib's URLError is one)
+            pass
         time.sleep(0.3)
     sys.exit(f"demo: timed out waiting for {what}")
 

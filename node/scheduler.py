@@ -151,17 +151,20 @@ async def serve(service: NodeService, host: str, port: int, limits: Limits | Non
         await dashboard.start(service)
         service.dashboard_url = dashboard.link()
     await service.write(service.node.ledger, catch_up_log(service))
-    service.log(f"disco node {service.home.name!r} listening on {service.url}")
-    if dashboard is not None:
-        service.log(f"dashboard: {service.dashboard_url}")
-        loop.add_signal_handler(signal.SIGUSR1,
-                                lambda: service.log(f"dashboard: {dashboard.new_link()}"))
-    service.log(f"limits: {cap} connections, bodies up to {limits.max_body} bytes "
-                f"({limits.body_budget} in flight), idle timeout {limits.idle_timeout:g} s, "
-                f"body timeout {limits.body_timeout:g} s")
+    # From the line that says it listens, a signal stops the node in order (a
+    # supervisor or a test may send one as soon as it reads that line).
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if dashboard is not None:
+        loop.add_signal_handler(signal.SIGUSR1,
+                                lambda: service.log(f"dashboard: {dashboard.new_link()}"))
+    service.log(f"disco node {service.home.name!r} listening on {service.url}")
+    if dashboard is not None:
+        service.log(f"dashboard: {service.dashboard_url}")
+    service.log(f"limits: {cap} connections, bodies up to {limits.max_body} bytes "
+                f"({limits.body_budget} in flight), idle timeout {limits.idle_timeout:g} s, "
+                f"body timeout {limits.body_timeout:g} s")
     scheduler = asyncio.create_task(schedule(service, stop))
     await stop.wait()
     service.log("stopping: finishing writes in progress")

@@ -321,7 +321,9 @@ def test_serve_json_prints_one_line_when_ready(fed: Fed) -> None:
                 # One name per LAB: the roster's, not the init name.
                 assert first.startswith("disco node 'Freedom Farms' listening on http://")
         finally:
-            proc.send_signal(signal.SIGINT)
-            out, _ = proc.communicate(timeout=60)
+            proc.send_signal(signal.SIGINT)  # at once: the ready line promises an orderly stop
+            out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "stopping: finishing writes in progress" in (err if as_json else out)
         if as_json:
             assert all(json.loads(line) for line in out.splitlines() if line.strip())
