@@ -44,12 +44,20 @@ def listening(url: str) -> bool:
         return False
 
 
+AS_IN_A_TERMINAL = [sys.executable, "-c",
+                    "import runpy, signal; signal.signal(signal.SIGINT, "
+                    "signal.default_int_handler); runpy.run_module('node.demo', "
+                    "run_name='__main__', alter_sys=True)"]
+"""The demo with Ctrl-C's Python default (KeyboardInterrupt), as a terminal starts it:
+a shell's background job (CI's runner may be one) would hand it SIGINT ignored."""
+
+
 class RunningDemo:
     """The demo in its own process group (as a terminal runs it), its output read
     line by line as it comes."""
 
     def __init__(self, tmpdir: Path, **env: str) -> None:
-        self.proc = subprocess.Popen(DEMO, cwd=REPO, env=demo_env(tmpdir, **env),
+        self.proc = subprocess.Popen(AS_IN_A_TERMINAL, cwd=REPO, env=demo_env(tmpdir, **env),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, start_new_session=True)
         self.lines: list[str] = []
