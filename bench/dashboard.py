@@ -35,7 +35,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -43,10 +42,9 @@ from urllib.parse import urlencode, urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._limits import log, report
-from bench.ledger import BATCH, GENESIS_US, MEMBERS, Generator, caught_up, node_home
+from bench.ledger import GENESIS_US, Generator, build, caught_up, node_home
 from federation.genesis import Genesis, Lab, create_genesis
-from node.store import FeedStore, StoreConfig
-from protocol.entry import Entry, sha256
+from protocol.entry import sha256
 from protocol.keys import Signer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,24 +76,7 @@ def make_genesis(keys: list[Signer]) -> Genesis:
 class TenLabs(Generator):
     """bench/ledger.py's generator over the ten LABs of :data:`NAMES`."""
 
-    def entries(self, n: int) -> Iterator[Entry]:
-        rng = self.rng
-        for lab, name in enumerate(NAMES):
-            yield self.sign(lab, "lab.joined", {"federation": self.fid, "name": name})
-        for lab in range(len(NAMES)):
-            for _ in range(MEMBERS):
-                yield self.member(lab)
-        while self.count < n:
-            lab = rng.randrange(len(self.keys))
-            r = rng.random()
-            if r < 0.70:
-                yield self.contribution(lab)
-            elif r < 0.85:
-                yield self.offer(lab)
-            elif r < 0.95:
-                yield self.answer(lab)
-            else:
-                yield self.other(lab, rng.random())
+    names = NAMES
 
 
 def store_for(n: int, genesis: Genesis, keys: list[Signer], fresh: bool) -> Path:
@@ -107,29 +88,9 @@ def store_for(n: int, genesis: Genesis, keys: list[Signer], fresh: bool) -> Path
         log(f"using the cached store {path}")
     else:
         log(f"building a {n:,}-entry store of {len(NAMES)} LABs (not timed) ...")
-        build(path, n, genesis, keys)
+        build(path, n, genesis, keys, TenLabs)
     caught_up(path, genesis)
     return path
-
-
-def build(path: Path, n: int, genesis: Genesis, keys: list[Signer]) -> None:
-    """Sign and insert n entries into a new SQLite store at ``path`` (as
-    ``bench/ledger.py`` builds its own, with :class:`TenLabs`)."""
-    tmp = path.with_name(path.name + f".building-{os.getpid()}")
-    start = time.perf_counter()
-    gen = TenLabs(genesis, keys)
-    with FeedStore(StoreConfig("sqlite", path=tmp)) as store:
-        batch: list[Entry] = []
-        for entry in gen.entries(n):
-            batch.append(entry)
-            if len(batch) >= BATCH:
-                store.insert(batch)
-                batch = []
-                if gen.count % 100_000 < BATCH:
-                    log(f"  built {gen.count:,} / {n:,} ({time.perf_counter() - start:.0f} s)")
-        store.insert(batch)
-    tmp.replace(path)
-    log(f"  built {n:,} entries in {time.perf_counter() - start:.0f} s -> {path}")
 
 
 class Client:

@@ -95,6 +95,9 @@ def make_genesis(keys: list[Signer]) -> Genesis:
 class Generator:
     """Signs a realistic federation history, entry by entry, in arrival order."""
 
+    names: tuple[str, ...] = LAB_NAMES
+    """The LABs' names, one per key (a subclass may have more LABs)."""
+
     def __init__(self, genesis: Genesis, keys: list[Signer], seed: int = 7) -> None:
         self.genesis = genesis
         self.fid = genesis.federation_id
@@ -122,9 +125,9 @@ class Generator:
 
     def entries(self, n: int) -> Iterator[Entry]:
         rng = self.rng
-        for lab, name in enumerate(LAB_NAMES):
+        for lab, name in enumerate(self.names):
             yield self.sign(lab, "lab.joined", {"federation": self.fid, "name": name})
-        for lab in range(len(LAB_NAMES)):
+        for lab in range(len(self.names)):
             for _ in range(MEMBERS):
                 yield self.member(lab)
         while self.count < n:
@@ -224,13 +227,15 @@ class Generator:
         return self.member(lab)
 
 
-def build(path: Path, n: int, genesis: Genesis, keys: list[Signer]) -> None:
-    """Sign and insert n entries into a new SQLite store at ``path`` (atomically named)."""
+def build(path: Path, n: int, genesis: Genesis, keys: list[Signer],
+          generator: type[Generator] = Generator) -> None:
+    """Sign and insert n entries made by ``generator`` into a new SQLite store at
+    ``path`` (atomically named)."""
     tmp = path.with_name(path.name + f".building-{os.getpid()}")
     for p in (tmp, *tmp.parent.glob(tmp.name + "-*")):
         p.unlink(missing_ok=True)
     start = time.perf_counter()
-    gen = Generator(genesis, keys)
+    gen = generator(genesis, keys)
     with FeedStore(StoreConfig("sqlite", path=tmp)) as store:
         batch: list[Entry] = []
         for entry in gen.entries(n):
