@@ -188,7 +188,10 @@ class Schema:
 
     @cached_property
     def flat(self) -> bool:
-        """No field of this kind holds a map (the body is the only one)."""
+        """No field of this kind holds a map (the body is the only one): then
+        :func:`body_of` may judge a body in one pass. :func:`_weights` is the one
+        checker that accepts a map; a new one must be named here too (a test checks
+        ``flat`` against a good body of every kind)."""
         return _weights not in self.fields.values()
 
     def check(self, kind: str, body: Mapping[str, Any]) -> bool:
