@@ -10,8 +10,15 @@ node's: ``node.home``.)
 Document (format 1)::
 
     {"version": 1, "name": str, "created_us": int,
-     "units": {CODE: decimals}, "rules": {"credit_limit": {CODE: minor units}},
+     "units": {CODE: decimals}, "rules": {"credit_limit": {CODE: minor units},
+                                         ["threshold": [N, D]], ["expiry_days": int]},
      "labs": [{"id": bin 32, "name": str}, ...]}
+
+The governance rules (DESIGN.md, "The federation over time") are written only when
+they differ from the defaults, so a federation founded before they existed keeps its
+id: ``threshold`` (a proposal passes with at least N/D of the voting LABs, default
+2/3) and ``expiry_days`` (a proposal not passed within this many days of its
+timestamp lapses, default 30).
 """
 
 from __future__ import annotations
@@ -32,6 +39,19 @@ GENESIS_VERSION = 1
 UNIT_CODE = re.compile(r"^[A-Z][A-Z0-9]{1,11}$")
 MAX_DECIMALS = 8
 MAX_NAME = 120
+DEFAULT_THRESHOLD = (2, 3)
+DEFAULT_EXPIRY_DAYS = 30
+MAX_EXPIRY_DAYS = 3650
+
+
+def threshold_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as a voting threshold [N, D] (1 <= N <= D <=
+    1000), or None."""
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(type(v) is int for v in value)):
+        return "want a fraction N/D of whole numbers"
+    n, d = value
+    return None if 1 <= n <= d <= 1000 else "want 1 <= N <= D <= 1000"
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,18 @@ class Genesis:
     units: Mapping[str, int]
     credit_limits: Mapping[str, int]
     labs: tuple[Lab, ...]
+    threshold: tuple[int, int] = DEFAULT_THRESHOLD
+    expiry_days: int = DEFAULT_EXPIRY_DAYS
+
+    def rules(self) -> dict[str, Any]:
+        """The rules map: credit limits, and the governance rules that differ from the
+        defaults."""
+        rules: dict[str, Any] = {"credit_limit": dict(self.credit_limits)}
+        if self.threshold != DEFAULT_THRESHOLD:
+            rules["threshold"] = list(self.threshold)
+        if self.expiry_days != DEFAULT_EXPIRY_DAYS:
+            rules["expiry_days"] = self.expiry_days
+        return rules
 
     def document(self) -> dict[str, Any]:
         """The canonical map that is hashed into the federation id."""
@@ -59,7 +91,7 @@ class Genesis:
             "name": self.name,
             "created_us": self.created_us,
             "units": dict(self.units),
-            "rules": {"credit_limit": dict(self.credit_limits)},
+            "rules": self.rules(),
             "labs": [{"id": lab.id, "name": lab.name} for lab in self.labs],
         }
 
@@ -90,7 +122,7 @@ class Genesis:
             "name": self.name,
             "created_us": self.created_us,
             "units": dict(self.units),
-            "rules": {"credit_limit": dict(self.credit_limits)},
+            "rules": self.rules(),
             "labs": [{"id": lab.id.hex(), "name": lab.name} for lab in self.labs],
         }
 
@@ -121,6 +153,11 @@ def _check(genesis: Genesis) -> Genesis:
         if not lab.name.strip() or len(lab.name) > MAX_NAME:
             raise GenesisError(f"LAB {lab.id.hex()[:8]}: name must be 1 to {MAX_NAME} characters")
         seen.add(lab.id)
+    problem = threshold_problem(genesis.threshold)
+    if problem:
+        raise GenesisError(f"threshold: {problem}")
+    if type(genesis.expiry_days) is not int or not 1 <= genesis.expiry_days <= MAX_EXPIRY_DAYS:
+        raise GenesisError(f"expiry_days must be 1 to {MAX_EXPIRY_DAYS}")
     return genesis
 
 
@@ -131,9 +168,12 @@ def create_genesis(
     units: Mapping[str, int],
     credit_limits: Mapping[str, int],
     now_us: int,
+    threshold: tuple[int, int] = DEFAULT_THRESHOLD,
+    expiry_days: int = DEFAULT_EXPIRY_DAYS,
 ) -> Genesis:
     """A new, checked genesis. Raises :class:`GenesisError` naming what is wrong."""
-    return _check(Genesis(name, now_us, dict(units), dict(credit_limits), tuple(labs)))
+    return _check(Genesis(name, now_us, dict(units), dict(credit_limits), tuple(labs),
+                          tuple(threshold), expiry_days))  # type: ignore[arg-type]
 
 
 def _from_document(doc: Any, hex_ids: bool) -> Genesis:
@@ -144,9 +184,18 @@ def _from_document(doc: Any, hex_ids: bool) -> Genesis:
             Lab(bytes.fromhex(lab["id"]) if hex_ids else lab["id"], lab["name"])
             for lab in doc["labs"]
         )
+        rules = doc["rules"]
+        unknown = sorted(set(rules) - {"credit_limit", "threshold", "expiry_days"})
+        if unknown:
+            raise GenesisError(f"genesis: unknown rule {unknown[0]!r}")
+        threshold = rules.get("threshold", list(DEFAULT_THRESHOLD))
+        problem = threshold_problem(threshold)
+        if problem:
+            raise GenesisError(f"genesis: threshold: {problem}")
         genesis = Genesis(
             doc["name"], doc["created_us"], dict(doc["units"]),
-            dict(doc["rules"]["credit_limit"]), labs,
+            dict(rules["credit_limit"]), labs, (threshold[0], threshold[1]),
+            rules.get("expiry_days", DEFAULT_EXPIRY_DAYS),
         )
         if not isinstance(genesis.name, str) or type(genesis.created_us) is not int:
             raise GenesisError("genesis: name must be text and created_us an integer")

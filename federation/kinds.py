@@ -29,7 +29,16 @@ Kinds and bodies:
 ``income.corrected``        entry ref, the fields of ``income.recorded``,
                             [reason str]
 ``entry.voided``            entry ref, reason str
+``proposal.made``           action "admit" | "remove" | "recover" | "repair" |
+                            "rule", the action's fields (:data:`ACTION_FIELDS`),
+                            [note str]
+``proposal.voted``          proposal ref, vote "yes" | "no", [note str]
+``key.rotated``             key bin32 (signs this feed from the next seq)
+``lab.left``                [note str] (the LAB's last counted entry)
 ==========================  ===================================================
+
+Proposals, votes, key rotations and departures are decided in
+:mod:`federation.governance`.
 
 Corrections and voids (:mod:`federation.corrections`) name an earlier entry of the
 same feed: the schema of a correction is its kind's own schema plus ``entry`` and
@@ -57,6 +66,7 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 from federation.errors import RuleViolation
+from federation.genesis import MAX_EXPIRY_DAYS, threshold_problem
 from protocol import canonical
 from protocol.entry import MAX_ENTRY_SIZE, Entry, Ref, decode_body
 from protocol.errors import ProtocolError
@@ -152,6 +162,10 @@ def _weights(v: Any) -> str | None:
     return None if sum(v.values()) > 0 else "at least one weight must be above 0"
 
 
+def _fraction(v: Any) -> str | None:
+    return threshold_problem(v)
+
+
 def _ref(v: Any) -> str | None:
     try:
         Ref.from_value(v)
@@ -240,7 +254,47 @@ SCHEMAS: dict[str, Schema] = {
                                "period": _period, "source": _text(200)}),
     "policy.set": Schema({"weights": _weights, "care_ratio": _int_range(0, 100)}),
     "entry.voided": Schema({"entry": _ref, "reason": _text(MAX_TEXT)}),
+    "proposal.voted": Schema({"proposal": _ref, "vote": _one_of("yes", "no")},
+                             {"note": _text(MAX_TEXT)}),
+    "key.rotated": Schema({"key": _bin32}, {"note": _text(MAX_TEXT)}),
+    "lab.left": Schema({}, {"note": _text(MAX_TEXT)}),
 }
+
+MAX_SEQ = 2**53
+ACTION_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "admit": (frozenset({"lab", "name"}), frozenset()),
+    "remove": (frozenset({"lab", "last_seq"}), frozenset()),
+    "recover": (frozenset({"lab", "key", "from_seq"}), frozenset()),
+    "repair": (frozenset({"lab", "keep", "key"}), frozenset()),
+    "rule": (frozenset(), frozenset({"unit", "credit_limit", "threshold", "expiry_days"})),
+}
+"""Each proposal action's required and optional fields (besides ``action`` and
+``note``). A ``rule`` proposal changes at least one rule; ``unit`` and
+``credit_limit`` come together."""
+SCHEMAS["proposal.made"] = Schema(
+    {"action": _one_of(*ACTION_FIELDS)},
+    {"lab": _bin32, "name": _text(120), "last_seq": _int_range(0, MAX_SEQ), "key": _bin32,
+     "from_seq": _int_range(1, MAX_SEQ), "keep": _ref, "unit": _text(12),
+     "credit_limit": _int_range(0, MAX_AMOUNT), "threshold": _fraction,
+     "expiry_days": _int_range(1, MAX_EXPIRY_DAYS), "note": _text(MAX_TEXT)})
+
+
+def action_problem(body: Mapping[str, Any]) -> str | None:
+    """What is wrong with a schema-checked ``proposal.made`` body's fields for its
+    action (a missing field, a field of another action), or None."""
+    action = body["action"]
+    required, optional = ACTION_FIELDS[action]
+    fields = set(body) - {"action", "note"}
+    for name in sorted(required - fields):
+        return f"{action}: missing field {name!r}"
+    for name in sorted(fields - required - optional):
+        return f"{action}: field {name!r} is not one of this action's"
+    if action == "rule":
+        if not fields:
+            return "rule: name at least one rule to change"
+        if ("unit" in fields) != ("credit_limit" in fields):
+            return "rule: unit and credit_limit come together"
+    return None
 
 
 def _correction(kind: str) -> Schema:
@@ -343,6 +397,11 @@ class LabState:
     name: str | None = None
     members: dict[str, str] = field(default_factory=dict)
     redactions: int = 0
+    left: int = 0
+    """The seq of this feed's ``lab.left`` (0: it has not left)."""
+    last: int | None = None
+    """The last seq of this feed that counts, when a removal or departure decided in
+    :mod:`federation.governance` cut it (the ledger sets it); None: no cut."""
 
     def check(self, kind: str, body: Mapping[str, Any] | None, *,
               _schema_checked: bool = False) -> None:
@@ -358,6 +417,8 @@ class LabState:
                 raise RuleViolation("not-joined", "a feed must begin with lab.joined")
         elif kind == "lab.joined":
             raise RuleViolation("joined-twice", "lab.joined may only be the first entry")
+        if self.left:
+            raise RuleViolation("left", f"this LAB left the federation at seq {self.left}")
         if body is not None:
             if not _schema_checked:
                 check_body(kind, body)
@@ -402,6 +463,11 @@ class LabState:
         self._amends(body)
         self._contribution_recorded(body)
 
+    def _proposal(self, body: Mapping[str, Any]) -> None:
+        problem = action_problem(body)
+        if problem:
+            raise RuleViolation("bad-body", f"proposal.made: {problem}")
+
     def _known(self, handle: str) -> bool:
         return handle in self.members or self.redactions > 0
 
@@ -410,6 +476,8 @@ class LabState:
         self.seq += 1
         if body is None:
             self.redactions += 1
+        elif kind == "lab.left":
+            self.left = self.seq
         elif kind in _NAMING:
             if kind == "lab.joined":
                 self.name = body["name"]
@@ -425,6 +493,7 @@ _BODY_RULES: dict[str, Callable[[LabState, Mapping[str, Any]], None]] = {
     "contribution.corrected": LabState._contribution_corrected,
     "income.corrected": LabState._amends,
     "entry.voided": LabState._amends,
+    "proposal.made": LabState._proposal,
 }
 """The rules of a LAB's own feed that look at a body, by kind."""
 _NAMING = frozenset({"lab.joined", "member.added", "member.updated"})

@@ -41,12 +41,20 @@ from typing import Any, Protocol
 from federation.corrections import amend
 from federation.errors import InvariantError, PendingReference, RuleViolation, SnapshotError
 from federation.genesis import Genesis
-from federation.kinds import AMENDING, LabState, body_of, check_total, entry_body
+from federation.governance import GOVERNANCE, Act, Outcome, decide
+from federation.kinds import (
+    AMENDING,
+    LabState,
+    action_problem,
+    body_of,
+    check_total,
+    entry_body,
+)
 from protocol import canonical
 from protocol.entry import Entry, Ref, entry_parts, sha256, short, where
 from protocol.errors import ProtocolError
 
-LEDGER_VERSION = 2
+LEDGER_VERSION = 3
 OFFERED, ACCEPTED, DECLINED, RECLAIMED = "offered", "accepted", "declined", "reclaimed"
 OUTSTANDING = (OFFERED, DECLINED)
 
@@ -154,7 +162,12 @@ class Ledger:
         self.feeds = feeds
         self.frozen = dict(frozen or {})
         self.federation_id = genesis.federation_id
-        self.roster = genesis.roster
+        self.roster: dict[bytes, str] = dict(genesis.roster)
+        """Every LAB whose feed counts (founders and admitted LABs, gone ones too)."""
+        self.acts: dict[tuple[bytes, int], Act] = {}
+        """The governance entries settled (:mod:`federation.governance`)."""
+        self.outcome: Outcome = decide(genesis, ())
+        self._replay_due = False
         self.units = dict(genesis.units)
         # One bytes/str object per LAB id and unit, shared by every record that names
         # it (equal values, less memory: a ledger holds one Offer per transfer).
@@ -183,6 +196,8 @@ class Ledger:
         if state is None:
             author = self._same.get(author, author)
             state = self.labs[author] = LabState(self.federation_id, self.roster, author)
+            member = self.outcome.members.get(author)
+            state.last = member.last if member else None
         return state
 
     def applied(self, author: bytes) -> int:
@@ -223,6 +238,8 @@ class Ledger:
         """
         came = _arrival(entry, _trusted)
         author, seq = came[0], came[1]
+        if came[2] in GOVERNANCE:
+            self._hold(came)
         # Is it the entry due next in its feed? (its author in the roster, the feed
         # not waiting, seq one past the feed's head, not past a fork)
         if author not in self.roster or author in self.pending:
@@ -233,10 +250,28 @@ class Ledger:
         woken = self._settle(came, lab or self.lab(author))
         if woken:
             self._resume(woken)
+        if self._replay_due:
+            self._replay()
 
     def catch_up(self, author: bytes) -> None:
         """Settle every held entry of ``author``'s feed that can be settled now."""
         self._resume([author])
+        if self._replay_due:
+            self._replay()
+
+    def _replay(self) -> None:
+        """Settle every feed again from its start under the governance outcome now in
+        force, keeping the governance entries settled: a decision (an admission, a
+        removal's cut, a key, a rule) may change how entries already settled count,
+        and the ledger must be what it would be had the decision been known from the
+        start. Repeats while settling again finds a further decision."""
+        while self._replay_due:
+            self._replay_due = False
+            acts, outcome = self.acts, self.outcome
+            self.__init__(self.genesis, self.feeds, self.frozen)  # type: ignore[misc]
+            self.acts = acts
+            self._follow(outcome)
+            self._resume(sorted(self.roster))
 
     def _resume(self, authors: list[bytes]) -> None:
         work = list(authors)
@@ -254,7 +289,62 @@ class Ledger:
 
     def _is_frozen(self, author: bytes, seq: int) -> bool:
         fork = self.frozen.get(author)
-        return fork is not None and seq >= fork
+        if fork is None or seq < fork:
+            return False
+        repair = self.outcome.repairs.get(author)  # a repair that keeps an entry before
+        return repair is None or repair.seq >= fork  # the fork unfreezes the feed
+
+    # -- governance ----------------------------------------------------------
+
+    def _hold(self, came: Arrival) -> None:
+        """Take a governance entry held (received, settled or not) into the decisions,
+        when its body is one of its kind's (:func:`~federation.kinds.body_of`, and
+        a proposal's action fields): governance reads every held governance entry,
+        whatever waits in the feeds around it, so its outcome is a function of the
+        feeds held. When the outcome changes how settled entries count, the ledger
+        settles again (:meth:`_replay`)."""
+        author, seq, kind, ts_us, data, header_bytes, digest = came
+        if (author, seq) in self.acts or data is None:
+            return
+        try:
+            body = body_of(kind, data, author, seq)
+        except RuleViolation:
+            return
+        if body is None or (kind == "proposal.made" and action_problem(body)):
+            return
+        self.acts[(author, seq)] = Act(author, seq, digest or sha256(header_bytes), ts_us,
+                                       kind, body)
+        before = self.outcome
+        outcome = decide(self.genesis, self.acts.values())
+        if outcome.effects() != before.effects() or (
+                self._settled_problems(outcome) != self._settled_problems(before)):
+            self._replay_due = True
+        self._follow(outcome)
+
+    def _settled_problems(self, outcome: Outcome) -> dict[tuple[bytes, int], tuple[str, str]]:
+        return {k: v for k, v in outcome.problems.items() if k[1] <= self.applied(k[0])}
+
+    def _follow(self, outcome: Outcome) -> None:
+        """Make ``outcome`` the governance in force: the roster, the cuts."""
+        self.outcome = outcome
+        for lab in [lab for lab in self.roster if lab not in outcome.members]:
+            del self.roster[lab]
+        for lab, member in outcome.members.items():
+            self.roster[lab] = member.name
+            self._same.setdefault(lab, lab)
+            state = self.labs.get(lab)
+            if state is not None:
+                state.last = member.last
+
+    def _limit(self, unit: str, ts_us: int) -> int:
+        """The credit limit in ``unit`` for an offer timestamped ``ts_us``."""
+        changes = self.outcome.limits.get(unit)
+        limit = self.limits.get(unit, 0)
+        if changes:
+            for at, value in changes:
+                if at <= ts_us:
+                    limit = value
+        return limit
 
     def _settle(self, came: Arrival, lab: LabState) -> list[bytes]:
         """Apply, reject or park one entry of ``lab``'s feed; return the feeds its
@@ -264,6 +354,11 @@ class Ledger:
         try:
             body = body_of(kind, data, author, seq)  # a bad body comes before any rule
             lab.check(kind, body, _schema_checked=True)
+            if kind in GOVERNANCE and body is not None and (author, seq) not in self.acts:
+                self._hold(came)
+            if lab.last is not None and seq > lab.last:
+                raise RuleViolation("removed", f"{where(author, seq)} comes after the last "
+                                    f"entry of this LAB that counts ({lab.last})")
             effect = self._evaluate(author, seq, kind, body, ts_us, digest, header_bytes)
         except PendingReference as p:
             missing: Ref = p.missing  # type: ignore[assignment]
@@ -298,8 +393,21 @@ class Ledger:
         Raises :class:`RuleViolation`, or :class:`PendingReference` when it names
         an entry this ledger does not hold (an honest node does not sign that).
         """
-        self.lab(author).check(kind, body)
-        self._evaluate(author, self.applied(author) + 1, kind, body, ts_us, b"\0" * 32, b"")
+        lab, seq = self.lab(author), self.applied(author) + 1
+        lab.check(kind, body)
+        if lab.last is not None and seq > lab.last:
+            raise RuleViolation("removed", "this LAB's feed no longer counts in the "
+                                "federation (it left or was removed)")
+        if kind in GOVERNANCE:
+            if kind == "proposal.voted":
+                self._referenced(Ref.from_value(body["proposal"]))
+            act = Act(author, seq, b"\0" * 32, ts_us, kind, body)
+            problem = decide(self.genesis, [*self.acts.values(), act]).problems.get(
+                (author, seq))
+            if problem:
+                raise RuleViolation(*problem)
+            return
+        self._evaluate(author, seq, kind, body, ts_us, b"\0" * 32, b"")
 
     def _evaluate(self, author: bytes, seq: int, kind: str, body: Mapping[str, Any] | None,
                   ts_us: int, digest: bytes | None, header_bytes: bytes) -> Effect:
@@ -334,6 +442,12 @@ class Ledger:
             return partial(self.policies.__setitem__, author, (weights, ratio))
         if kind in AMENDING:
             return amend(self, author, seq, kind, body)
+        if kind in GOVERNANCE:
+            if kind == "proposal.voted":
+                self._referenced(Ref.from_value(body["proposal"]))
+            problem = self.outcome.problems.get((author, seq))
+            if problem:
+                raise RuleViolation(*problem)
         return _no_effect
 
     def _contribution(self, author: bytes, body: Mapping[str, Any], ts_us: int,
@@ -367,7 +481,7 @@ class Ledger:
         if payee == author:
             raise RuleViolation("self-transfer", "a LAB cannot pay itself")
         unit, payee = self._same[unit], self._same[payee]
-        limit = self.limits.get(unit, 0)
+        limit = self._limit(unit, ts_us)
         after = self.balance(author, unit) - amount
         if after < -limit:
             raise RuleViolation(
@@ -434,6 +548,10 @@ class Ledger:
         decline = Ref.from_value(body["decline"])
         if offer.payer != author:
             raise RuleViolation("not-payer", "only the payer may reclaim an offer")
+        payee = self.outcome.members.get(offer.payee)
+        if payee is not None and payee.gone_by is not None and (
+                (decline.author, decline.seq) == (payee.gone_by.author, payee.gone_by.seq)):
+            return self._reclaim_from_gone(offer, decline, payee.gone_by, payee.last or 0)
         self._referenced(decline)
         if offer.state == RECLAIMED:
             raise RuleViolation("already-reclaimed", "this offer was already reclaimed")
@@ -446,6 +564,27 @@ class Ledger:
 
         def effect() -> None:
             offer.state = RECLAIMED
+            self.balances[key] = credited
+        return effect
+
+    def _reclaim_from_gone(self, offer: Offer, decline: Ref, gone: Ref, last: int) -> Effect:
+        """An offer to a LAB that left or was removed, unanswered in the part of its
+        feed that counts, is declined by its departure (``decline`` names the
+        ``lab.left`` entry or the removal proposal): the payer reclaims it."""
+        self._check_hash(decline, gone.hash)
+        if self.applied(offer.payee) < last:
+            raise PendingReference(Ref(offer.payee, last, b"\0" * 32),
+                                   f"waits for {where(offer.payee, last)}")
+        if offer.state == RECLAIMED:
+            raise RuleViolation("already-reclaimed", "this offer was already reclaimed")
+        if offer.state != OFFERED:
+            raise RuleViolation("not-declined", "the payee answered this offer before it left")
+        key = (offer.payer, offer.unit)
+        credited = check_total(self.balance(*key) + offer.amount, f"the balance in {offer.unit}")
+
+        def effect() -> None:
+            offer.state, offer.answer, offer.answer_hash = RECLAIMED, (gone.author,
+                                                                        gone.seq), gone.hash
             self.balances[key] = credited
         return effect
 
@@ -499,6 +638,9 @@ class Ledger:
             "redacted": self.redacted,
             "forks": sorted([a, s] for a, s in self.frozen.items()),
             "offers": [self.offers[key].row() for key in sorted(self.offers)],
+            "acts": [self.acts[key].row() for key in sorted(self.acts)],
+            "roster": sorted(m.row() for m in self.outcome.members.values()),
+            "proposals": sorted(p.row() for p in self.outcome.proposals.values()),
         }
         return dict(sorted(doc.items()))
 
@@ -530,6 +672,8 @@ class Ledger:
         ledger = cls(genesis, feeds, {a: s for a, s in doc["forks"]})
         if doc["version"] != LEDGER_VERSION or doc["federation"] != ledger.federation_id:
             raise SnapshotError("snapshot of another ledger version or federation")
+        ledger.acts = {(r[0], r[1]): Act.from_row(r) for r in doc["acts"]}
+        ledger._follow(decide(genesis, ledger.acts.values()))
         for author, seq in doc["heads"]:
             ledger.lab(author).seq = seq
         for author, name, redactions in doc["labs"]:

@@ -222,6 +222,13 @@ GOOD_BODIES["contribution.corrected"] = {**GOOD_BODIES["contribution.recorded"],
                                          "reason": "typo"}
 GOOD_BODIES["income.corrected"] = {**GOOD_BODIES["income.recorded"], "entry": REF,
                                    "reason": "typo"}
+GOOD_BODIES["proposal.made"] = {  # (every field the schema has: no action takes them all)
+    "action": "rule", "threshold": [3, 4], "expiry_days": 14, "unit": "JXC",
+    "credit_limit": 5000, "note": "why", "lab": FID, "name": "New LAB", "last_seq": 4,
+    "key": FID, "from_seq": 5, "keep": REF}
+GOOD_BODIES["proposal.voted"] = {"proposal": REF, "vote": "yes", "note": "ok"}
+GOOD_BODIES["key.rotated"] = {"key": FID, "note": "yearly"}
+GOOD_BODIES["lab.left"] = {"note": "we are merging"}
 
 
 def test_a_schema_is_flat_when_no_field_holds_a_map() -> None:

@@ -1,0 +1,252 @@
+"""The federation over time, in the ledger: proposals and votes, admission, removal
+and departure, keys, rule changes, and the same outcome in every arrival order."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from federation.errors import RuleViolation
+from federation.genesis import Genesis
+from federation.governance import DAY_US, LAPSED, LEFT, OPEN, PASSED, REJECTED, REMOVED
+from federation.ledger import Ledger
+from protocol.entry import Entry
+from protocol.keys import Signer
+from tests.test_ledger import LIMIT, T0, Author, interleave, project, random_history, world
+
+S = 1_000_000
+
+
+def newcomer(genesis: Genesis, n: int = 9) -> Author:
+    return Author(Signer.from_seed(bytes([n]) * 32), genesis.federation_id)
+
+
+def propose(a: Author, ts: int, action: str, **fields: object) -> Entry:
+    return a.write("proposal.made", {"action": action, **fields}, ts)
+
+
+def vote(a: Author, proposal: Entry, ts: int, choice: str = "yes") -> Entry:
+    return a.write("proposal.voted", {"proposal": proposal.ref.as_list(), "vote": choice}, ts)
+
+
+def joins(genesis: Genesis, a: Author, name: str, ts: int) -> None:
+    a.write("lab.joined", {"federation": genesis.federation_id, "name": name}, ts)
+    a.write("member.added", {"handle": "m", "name": "M"}, ts)
+
+
+def every_order(genesis: Genesis, authors: list[Author], tries: int = 6) -> Ledger:
+    """The ledger of the feeds in order, checked against reversed and shuffled
+    arrival orders (same document), and against its own snapshot."""
+    rng = random.Random(len(authors))
+    first = project(genesis, [e for a in authors for e in a.entries])
+    document = first.document()
+    assert project(genesis, [e for a in reversed(authors) for e in a.entries]).document() \
+        == document
+    for _ in range(tries):
+        assert project(genesis, interleave(rng, authors)).document() == document
+    assert Ledger.restore(genesis, first.feeds, first.encode()).document() == document
+    return first
+
+
+def test_two_of_three_admit_a_lab_that_then_trades_like_a_founder() -> None:
+    genesis, (a, b, c) = world(3)
+    n = newcomer(genesis)
+    p = propose(a, T0 + S, "admit", lab=n.signer.public_key, name="Nueva")
+    joins(genesis, n, "Nueva", T0 + 3 * S)
+    offer = n.write("transfer.offered", {"to": a.signer.public_key, "amount": 300,
+                                         "unit": "JXC"}, T0 + 4 * S)
+    a.write("transfer.accepted", {"offer": offer.ref.as_list()}, T0 + 5 * S)
+    open_ = project(genesis, [e for x in (a, b, c, n) for e in x.entries])
+    assert n.signer.public_key not in open_.roster  # one vote of the three: still open
+    assert open_.outcome.proposals[(p.author, p.seq)].state == OPEN
+    assert open_.balance(a.signer.public_key, "JXC") == 0  # (its answer waits for the offer)
+
+    vote(b, p, T0 + 2 * S)
+    ledger = every_order(genesis, [a, b, c, n])
+    proposal = ledger.outcome.proposals[(p.author, p.seq)]
+    assert (proposal.state, proposal.needed, proposal.decided_us) == (PASSED, 2, T0 + 2 * S)
+    assert ledger.roster[n.signer.public_key] == "Nueva"
+    assert ledger.balance(n.signer.public_key, "JXC") == -300
+    assert ledger.balance(a.signer.public_key, "JXC") == 300
+    assert not ledger.invalid
+    ledger.check_invariant()
+
+
+def test_votes_that_do_not_count_and_the_ways_a_proposal_ends() -> None:
+    genesis, (a, b, c) = world(3)
+    outsider = newcomer(genesis, 7)
+    p = propose(a, T0, "rule", unit="JXC", credit_limit=9_000)
+    late = propose(b, T0 + S, "rule", threshold=[1, 1])
+    down = propose(c, T0 + 2 * S, "admit", lab=outsider.signer.public_key, name="X")
+    vote(a, p, T0 + 3 * S)  # its own proposal: already its yes
+    vote(a, late, T0 + 31 * DAY_US + S)  # after the expiry
+    vote(a, down, T0 + 3 * S, "no")
+    vote(b, down, T0 + 3 * S, "no")
+    vote(a, down, T0 + 4 * S)  # a second vote: the first counts
+    ledger = every_order(genesis, [a, b, c])
+    states = {key: prop.state for key, prop in ledger.outcome.proposals.items()}
+    assert states == {(p.author, p.seq): OPEN, (late.author, late.seq): OPEN,
+                      (down.author, down.seq): REJECTED}
+    codes = sorted(code for code, _ in ledger.invalid.values())
+    assert codes == ["already-voted", "already-voted", "vote-late"]
+    assert ledger.outcome.proposals[(late.author, late.seq)].state_at(T0 + 40 * DAY_US) \
+        == LAPSED
+
+
+def test_removal_cuts_the_feed_and_offers_to_the_removed_lab_come_back() -> None:
+    genesis, (a, b, c) = world(3)
+    lab_c = c.signer.public_key
+    offer = a.write("transfer.offered", {"to": lab_c, "amount": 500, "unit": "JXC"}, T0)
+    c_offer = c.write("transfer.offered", {"to": b.signer.public_key, "amount": 200,
+                                           "unit": "JXC"}, T0)
+    last = len(c.entries)
+    p = propose(a, T0 + S, "remove", lab=lab_c, last_seq=last)
+    vote(b, p, T0 + 2 * S)
+    vote(c, p, T0 + 2 * S, "no")  # (after its last counted entry; nor a voter on it)
+    late = c.write("transfer.accepted", {"offer": offer.ref.as_list()}, T0 + 3 * S)
+    b.write("transfer.accepted", {"offer": c_offer.ref.as_list()}, T0 + 3 * S)
+    a.write("transfer.reclaimed", {"offer": offer.ref.as_list(), "decline": p.ref.as_list()},
+            T0 + 4 * S)
+    ledger = every_order(genesis, [a, b, c])
+    assert ledger.outcome.members[lab_c].state == REMOVED
+    assert ledger.invalid[(lab_c, late.seq - 1)][0] == "removed"
+    assert ledger.invalid[(lab_c, late.seq)][0] == "removed"
+    assert ledger.balance(a.signer.public_key, "JXC") == 0  # reclaimed
+    assert ledger.balance(lab_c, "JXC") == -200  # its balance stays on the books
+    assert ledger.balance(b.signer.public_key, "JXC") == 200
+    ledger.check_invariant()
+
+
+def test_a_lab_that_leaves_counts_to_its_departure() -> None:
+    genesis, (a, b, c) = world(3)
+    offer = a.write("transfer.offered", {"to": c.signer.public_key, "amount": 50,
+                                         "unit": "JXC"}, T0)
+    gone = c.write("lab.left", {"note": "merging"}, T0 + S)
+    c.write("member.added", {"handle": "z", "name": "Z"}, T0 + 2 * S)
+    a.write("transfer.reclaimed", {"offer": offer.ref.as_list(),
+                                   "decline": gone.ref.as_list()}, T0 + 3 * S)
+    p = propose(a, T0 + 4 * S, "rule", expiry_days=10)  # two voters now: both needed
+    ledger = every_order(genesis, [a, b, c])
+    assert ledger.outcome.members[c.signer.public_key].state == LEFT
+    assert ledger.invalid[(c.signer.public_key, gone.seq + 1)][0] == "left"
+    assert ledger.balance(a.signer.public_key, "JXC") == 0
+    assert ledger.outcome.proposals[(p.author, p.seq)].needed == 2
+
+
+def test_keys_follow_rotations_and_recoveries() -> None:
+    genesis, (a, b, c) = world(3)
+    k1, k2 = Signer.from_seed(b"\x01" * 32).public_key, Signer.from_seed(b"\x02" * 32).public_key
+    rotated = a.write("key.rotated", {"key": k1}, T0)
+    p = propose(b, T0 + S, "recover", lab=a.signer.public_key, key=k2, from_seq=rotated.seq + 3)
+    vote(c, p, T0 + 2 * S)
+    ledger = every_order(genesis, [a, b, c])
+    keys = ledger.outcome
+    lab_a = a.signer.public_key
+    assert keys.key_at(lab_a, rotated.seq) == lab_a
+    assert keys.key_at(lab_a, rotated.seq + 1) == k1
+    assert keys.key_at(lab_a, rotated.seq + 3) == k2
+    assert keys.key_at(lab_a, 10**9) == k2
+    assert keys.key_at(b"\x09" * 32, 1) is None
+
+
+def test_a_credit_limit_raised_by_vote_applies_from_the_deciding_vote() -> None:
+    genesis, (a, b, c) = world(3)
+    lab_b = b.signer.public_key
+    p = propose(a, T0, "rule", unit="JXC", credit_limit=3 * LIMIT)
+    before = a.write("transfer.offered", {"to": lab_b, "amount": 2 * LIMIT, "unit": "JXC"},
+                     T0 + S)
+    vote(c, p, T0 + 2 * S)
+    after = a.write("transfer.offered", {"to": lab_b, "amount": 2 * LIMIT, "unit": "JXC"},
+                    T0 + 3 * S)
+    ledger = every_order(genesis, [a, b, c])
+    assert ledger.invalid[(a.signer.public_key, before.seq)][0] == "over-credit-limit"
+    assert (a.signer.public_key, after.seq) not in ledger.invalid
+    assert ledger.balance(a.signer.public_key, "JXC") == -2 * LIMIT
+
+
+def test_competing_proposals_the_first_made_wins() -> None:
+    genesis, (a, b, c) = world(3)
+    n = newcomer(genesis)
+    first = propose(b, T0 + S, "admit", lab=n.signer.public_key, name="First")
+    second = propose(a, T0 + 2 * S, "admit", lab=n.signer.public_key, name="Second")
+    vote(c, second, T0 + 3 * S)  # the second passes its vote first...
+    vote(c, first, T0 + 4 * S)  # ...but the first was made first
+    ledger = every_order(genesis, [a, b, c])
+    assert ledger.roster[n.signer.public_key] == "First"
+    assert ledger.outcome.proposals[(a.signer.public_key, second.seq)].reason == \
+        "the LAB is already in the roster"
+
+
+def test_validate_refuses_what_governance_would_not_count() -> None:
+    genesis, (a, b, c) = world(3)
+    p = propose(a, T0, "rule", expiry_days=7)
+    ledger = project(genesis, [e for x in (a, b, c) for e in x.entries])
+    body = {"proposal": p.ref.as_list(), "vote": "yes"}
+    ledger.validate(b.signer.public_key, "proposal.voted", body, T0 + S)
+    for who, ts, code in ((a, T0 + S, "already-voted"), (b, T0 + 31 * DAY_US, "vote-late")):
+        with pytest.raises(RuleViolation) as refused:
+            ledger.validate(who.signer.public_key, "proposal.voted", body, ts)
+        assert refused.value.code == code
+
+
+def governed_history(rng: random.Random, genesis: Genesis, authors: list[Author],
+                     steps: int) -> list[Author]:
+    """A random history with proposals of every action passing, lapsing and
+    competing, votes (some late, some twice), rotations, a departure, and newcomers
+    that write whether or not they are admitted; returns every author."""
+    newcomers = [newcomer(genesis, 40 + i) for i in range(3)]
+    for i, n in enumerate(newcomers):
+        joins(genesis, n, f"N{i}", T0)
+    proposals: list[Entry] = []
+    everyone = [*authors, *newcomers]
+    for step in range(steps):
+        ts = T0 + step * DAY_US // 4
+        a = rng.choice(everyone)
+        roll = rng.random()
+        target = rng.choice(everyone)
+        lab = target.signer.public_key
+        if roll < 0.12:
+            action = rng.choice(["admit", "admit", "remove", "recover", "rule", "rule"])
+            fields: dict[str, object] = {
+                "admit": {"lab": lab, "name": f"N{step}"},
+                "remove": {"lab": lab, "last_seq": len(target.entries) + rng.randint(0, 3)},
+                "recover": {"lab": lab, "key": bytes([step % 256]) * 32,
+                            "from_seq": len(target.entries) + 1},
+                "rule": rng.choice([{"unit": "JXC", "credit_limit": rng.randint(0, 20_000)},
+                                    {"threshold": [rng.randint(1, 3), 3]},
+                                    {"expiry_days": rng.randint(1, 20)}]),
+            }[action]
+            proposals.append(propose(a, ts, action, **fields))
+        elif roll < 0.45 and proposals:
+            vote(a, rng.choice(proposals), ts, rng.choice(["yes", "yes", "no"]))
+        elif roll < 0.47:
+            a.write("key.rotated", {"key": bytes([step % 256, 1]) * 16}, ts)
+        elif roll < 0.475:
+            a.write("lab.left", {}, ts)
+        elif roll < 0.6:
+            others = [x.signer.public_key for x in everyone if x is not a]
+            a.write("transfer.offered", {"to": rng.choice(others), "amount": rng.randint(1, 3000),
+                                         "unit": "JXC"}, ts)
+    random_history(rng, genesis, everyone, steps // 2)
+    return everyone
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), n_labs=st.integers(3, 5), steps=st.integers(40, 160))
+def test_any_arrival_order_gives_the_same_roster_keys_and_digest(seed: int, n_labs: int,
+                                                                 steps: int) -> None:
+    rng = random.Random(seed)
+    genesis, authors = world(n_labs, seed)
+    everyone = governed_history(rng, genesis, authors, steps)
+    in_order = project(genesis, [e for a in everyone for e in a.entries])
+    for _ in range(3):
+        other = project(genesis, interleave(rng, everyone))
+        assert other.outcome.effects() == in_order.outcome.effects()
+        assert other.digest() == in_order.digest()
+    reverse = project(genesis, [e for a in reversed(everyone) for e in a.entries])
+    assert reverse.document() == in_order.document()
+    assert Ledger.restore(genesis, in_order.feeds, in_order.encode()).document() == \
+        in_order.document()
