@@ -199,6 +199,8 @@ class Auditor:
         self.genesis: Genesis | None = None
         self.ledger: Ledger | None = None
         self.frozen: dict[bytes, int] = {}
+        self.unsigned: set[tuple[bytes, int]] = set()
+        """Entries whose signature does not verify under their LAB's id."""
         self.feeds: dict[bytes, _Feed] = {}
         self.check_signatures = check_signatures
         self.progress = progress
@@ -319,7 +321,6 @@ class Auditor:
 
     def settle(self, batch: _Batch) -> None:
         """Report a prepared batch: framing, chains, signatures, Merkle, the ledger."""
-        genesis = self._genesis()
         for record, e in batch.bad:
             author, seq = _where(record.fields[0])
             self.violation(author, seq, "bad-entry",
@@ -329,10 +330,6 @@ class Auditor:
         for (record, entry), signed_ok in zip(batch.good, signed, strict=True):
             self.report.entries += 1
             author = entry.author
-            if author not in genesis.roster:
-                self.violation(author, entry.seq, "not-in-roster",
-                               "entry of an author outside the roster")
-                continue
             feed = self._feed(author)
             feed.seen += 1
             if entry.redacted:
@@ -346,10 +343,9 @@ class Auditor:
                 continue
             feed.verifier.advance(entry)
             if not signed_ok:
-                self.violation(author, entry.seq, "bad-signature",
-                               f"entry {entry.where}: signature does not verify")
-                feed.broken = True
-                continue
+                # Not under the LAB's id: judged at the end under the key in force
+                # then (a rotation or a recovery may be decided later in the bundle).
+                self.unsigned.add((author, entry.seq))
             if feed.broken:
                 continue
             feed.tree.append(merkle.leaf_hash(entry.hash))
@@ -363,8 +359,36 @@ class Auditor:
         if self.progress:
             self.progress(len(batch.good) + len(batch.bad))
 
+    def _judge_keys(self, ledger: Ledger) -> None:
+        """Every feed outside the roster decided, and every signature under the key in
+        force at its entry: the workers checked each under the LAB's id, which is the
+        key in force until a rotation or a recovery (O(1) per entry before one)."""
+        outcome = ledger.outcome
+        for author, feed in self.feeds.items():
+            member = outcome.members.get(author)
+            if member is None:
+                self.violation(author, 1, "not-in-roster",
+                               "entries of an author outside the roster")
+                continue
+            if all(key == author for _, _, key in member.keys):
+                continue
+            for seq in range(1, feed.seen + 1):
+                key = member.key_at(seq)
+                entry = self.index.entry(author, seq) if key != author else None
+                if entry is not None:
+                    try:
+                        check_signature(entry, key)
+                        self.unsigned.discard((author, seq))
+                    except ProtocolError:
+                        self.unsigned.add((author, seq))
+        for author, seq in sorted(self.unsigned):
+            if author in outcome.members:
+                self.violation(author, seq, "bad-signature", f"entry {where(author, seq)}: "
+                               "signature does not verify under the key in force")
+
     def finish(self) -> None:
         ledger = self._ledger()
+        self._judge_keys(ledger)
         for author, feed in self.feeds.items():
             self.report.feeds[author] = feed.seen
             for cp in feed.checkpoints:

@@ -20,6 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from enum import Enum
 
+from federation.errors import RuleViolation
+from federation.governance import Outcome
+from federation.kinds import entry_body
 from protocol.entry import Entry, FeedVerifier
 from protocol.errors import WrongAuthorError, WrongFederationError
 
@@ -42,11 +45,15 @@ class Intake:
     """The decisions for one batch of received entries (see the module)."""
 
     def __init__(self, roster: Collection[bytes], federation_id: bytes,
-                 frozen: Mapping[bytes, int], head: HeadLookup, stored: EntryLookup
-                 ) -> None:
+                 frozen: Mapping[bytes, int], head: HeadLookup, stored: EntryLookup,
+                 waiting: Mapping[bytes, int] | None = None) -> None:
+        """``waiting`` maps a feed to the seq from which its entries wait for a key
+        not yet in force here (a recovery or repair being voted): they are passed
+        over in this batch, and taken once the decision is held."""
         self.roster = roster
         self.federation_id = federation_id
         self.frozen = dict(frozen)
+        self.waiting = dict(waiting or {})
         self._head = head
         self._stored = stored
         self._feeds: dict[bytes, FeedVerifier] = {}
@@ -66,6 +73,8 @@ class Intake:
         if entry.header.federation_id != self.federation_id:
             raise WrongFederationError(f"entry {entry.where}: another federation's entry")
         limit = self.frozen.get(entry.author)
+        if limit is None:
+            limit = self.waiting.get(entry.author)
         if limit is not None and entry.seq >= limit:
             self.passed_over += 1
             return Verdict.FROZEN
@@ -93,3 +102,30 @@ class Intake:
         a fork found later in the batch."""
         return [e for e in self._kept.values()
                 if e.author not in self.frozen or e.seq < self.frozen[e.author]]
+
+
+class KeysInForce:
+    """The key that verifies each entry of a batch taken in feed order: the key in
+    force by the decisions held (:meth:`~federation.governance.Outcome.key_at`), or
+    the one a ``key.rotated`` entry earlier in the batch named."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+        self._rotated: dict[bytes, tuple[int, bytes]] = {}
+
+    def take(self, entry: Entry) -> bytes:
+        """The key for ``entry``, the next of its feed in this batch (O(1))."""
+        author, seq = entry.author, entry.seq
+        rotated = self._rotated.get(author)
+        if rotated is not None and seq >= rotated[0]:
+            key = rotated[1]
+        else:
+            key = self.outcome.key_at(author, seq) or author
+        if entry.kind == "key.rotated":
+            try:
+                body = entry_body(entry)
+            except RuleViolation:
+                body = None
+            if body is not None:
+                self._rotated[author] = (seq + 1, body["key"])
+        return key

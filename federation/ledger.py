@@ -289,10 +289,13 @@ class Ledger:
 
     def _is_frozen(self, author: bytes, seq: int) -> bool:
         fork = self.frozen.get(author)
-        if fork is None or seq < fork:
-            return False
-        repair = self.outcome.repairs.get(author)  # a repair that keeps an entry before
-        return repair is None or repair.seq >= fork  # the fork unfreezes the feed
+        return fork is not None and seq >= fork and not self.is_repaired(author, fork)
+
+    def is_repaired(self, author: bytes, fork: int) -> bool:
+        """Whether a repair in force keeps an entry of ``author``'s feed before its
+        fork at ``fork``: the feed is then no longer frozen by that fork."""
+        repair = self.outcome.repairs.get(author)
+        return repair is not None and repair.seq < fork
 
     # -- governance ----------------------------------------------------------
 

@@ -15,7 +15,7 @@ import base64
 import binascii
 import hashlib
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,11 +44,13 @@ class AuthError(NodeError):
 
 
 def sign_request(signer: Signer, method: str, path: str, body: bytes, now_ms: int,
-                 to: bytes) -> dict[str, str]:
-    """The headers that authenticate one request to the node of LAB ``to``."""
+                 to: bytes, lab: bytes | None = None) -> dict[str, str]:
+    """The headers that authenticate one request of LAB ``lab`` (default: the
+    signer's key, which is the LAB's id until it rotates it) to the node of LAB
+    ``to``, signed with the LAB's key in force (``signer``)."""
     digest = hash_body(body)
     signature = signer.sign(request_message(method, path, now_ms, digest, to))
-    return {HEADER_LAB: signer.public_key.hex(), HEADER_TO: to.hex(),
+    return {HEADER_LAB: (lab or signer.public_key).hex(), HEADER_TO: to.hex(),
             HEADER_TIME: str(now_ms), HEADER_BODY: base64.b64encode(digest).decode(),
             HEADER_SIGNATURE: base64.b64encode(signature).decode()}
 
@@ -103,9 +105,13 @@ class ReplayMemory:
 
 @dataclass
 class RequestVerifier:
-    """Checks the headers of signed requests meant for the node of LAB ``lab``."""
+    """Checks the headers of signed requests meant for the node of LAB ``lab``.
 
-    roster: Mapping[bytes, str]
+    ``keys_of`` gives the keys of a LAB of the roster, the one in force first (its
+    requests are signed with it: after a rotation or a recovery, the new one), then
+    those it used before; None for a LAB outside the roster or gone from it."""
+
+    keys_of: Callable[[bytes], Sequence[bytes] | None]
     lab: bytes
     memory: ReplayMemory = field(default_factory=ReplayMemory)
     skew_ms: int = SKEW_MS
@@ -133,7 +139,8 @@ class RequestVerifier:
             raise AuthError(401, "malformed authentication headers") from None
         if len(digest) != 32 or len(signature) != 64:
             raise AuthError(401, "malformed authentication headers")
-        if lab not in self.roster:
+        keys = self.keys_of(lab)
+        if not keys:
             raise AuthError(403, "the signing LAB is not a member of this federation")
         if to != self.lab:
             raise AuthError(401, f"the request is meant for LAB {to.hex()[:16]}, "
@@ -141,8 +148,11 @@ class RequestVerifier:
         if abs(now_ms - ts_ms) > self.skew_ms:
             raise AuthError(401, f"request timestamp is off by more than "
                                  f"{self.skew_ms // 1000} s")
-        if not verify_signature(lab, signature,
-                                request_message(method, path, ts_ms, digest, to)):
+        message = request_message(method, path, ts_ms, digest, to)
+        if not verify_signature(keys[0], signature, message):
+            if any(verify_signature(old, signature, message) for old in keys[1:]):
+                raise AuthError(403, "the request is signed with a key this LAB no longer "
+                                     "uses (it was rotated or recovered)")
             raise AuthError(401, "request signature does not verify")
         if self.memory.seen(lab, signature):
             raise AuthError(401, "replayed request")

@@ -44,7 +44,7 @@ def export_bundle(node: LabNode, out: BinaryIO, now_us: int, *,
     genesis = node.require_genesis()
     book = CheckpointBook(node.store, genesis.federation_id)
     if node.signer is not None:
-        book.sign_own(node.signer)
+        book.sign_own(node.signer, node.lab_id)
     writer = BundleWriter(out, genesis.federation_id, now_us)
     writer.genesis(genesis.encode())
     for proof in node.store.fork_proofs().values():

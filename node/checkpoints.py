@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
@@ -21,6 +21,7 @@ from node.store import FeedStore
 from protocol import canonical, merkle
 from protocol.checkpoint import Checkpoint, origin_for, sign_checkpoint, verify_checkpoint
 from protocol.entry import decode_entry
+from protocol.errors import ProtocolError
 from protocol.keys import Signer
 
 CONFLICTS = "conflicts"
@@ -38,6 +39,11 @@ class CheckpointBook:
 
     store: FeedStore
     federation_id: bytes
+    key_of: Callable[[bytes], bytes | None] | None = None
+    """A LAB's key in force (a rotated or recovered one), when not its id."""
+
+    def _key(self, author: bytes) -> bytes | None:
+        return self.key_of(author) if self.key_of is not None else None
 
     def builder(self, author: bytes) -> merkle.RootBuilder:
         """The feed's Merkle compact range, caught up with the stored entries."""
@@ -74,7 +80,11 @@ class CheckpointBook:
             rows = self.store.recorder.select_events(_aggregate(author), desc=True,
                                                      lte=below, limit=LATEST_PAGE)
             for row in rows:
-                cp = verify_checkpoint(row.state, author, self.federation_id)
+                try:
+                    cp = verify_checkpoint(row.state, author, self.federation_id)
+                except ProtocolError:  # kept under a key the LAB used before
+                    cp = verify_checkpoint(row.state, author, self.federation_id,
+                                           self._key(author))
                 if max_size is None or cp.size <= max_size:
                     return cp, row.state
             if len(rows) < LATEST_PAGE:
@@ -90,9 +100,10 @@ class CheckpointBook:
         except IntegrityError:
             pass  # another writer kept one at the same moment: either will do
 
-    def sign_own(self, signer: Signer) -> tuple[Checkpoint, bytes]:
-        """Sign (if the feed grew) and keep a checkpoint of this LAB's own feed."""
-        author = signer.public_key
+    def sign_own(self, signer: Signer, author: bytes | None = None) -> tuple[Checkpoint, bytes]:
+        """Sign (if the feed grew) and keep a checkpoint of this LAB's own feed
+        (``author``, the LAB id: the signer's key until the LAB rotates it)."""
+        author = author or signer.public_key
         builder = self.builder(author)
         held = self.latest(author)
         if held is not None and held[0].size == builder.size:
@@ -111,7 +122,7 @@ class CheckpointBook:
         held = self.latest(author)
         if held is not None and held[1] == note:
             return None
-        cp = verify_checkpoint(note, author, self.federation_id)
+        cp = verify_checkpoint(note, author, self.federation_id, self._key(author))
         root = self.root_at(author, cp.size)
         if root is not None and root != cp.root:
             if all(a != author for a, _ in self.conflicts()):

@@ -167,7 +167,8 @@ class PeerClient:
 
     async def _post(self, path: str, body: bytes) -> aiohttp.ClientResponse:
         to = await self.lab()
-        headers = sign_request(self.service.signer, "POST", path, body, now_ms(), to)
+        headers = sign_request(self.service.signer, "POST", path, body, now_ms(), to,
+                               self.service.node.lab_id)
         headers["Content-Type"] = MEDIA_TYPE
         return await self._request("POST", path, headers, body)
 
@@ -226,7 +227,7 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
     """One full round with the peer at ``url``, as :func:`federation.gossip.plan`
     decides it from the two frontiers. Raises :class:`PeerError`."""
     node = service.node
-    genesis = node.require_genesis()
+    node.require_genesis()
     client = PeerClient(session, service, url)
     result = RoundResult()
     local = await service.read(node.frontier)
@@ -237,8 +238,8 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
         remote, remote_forks = decode_frontier(await client.frontier(body))
     except ProtocolError as e:
         raise PeerError(f"{url}: bad frontier: {e}") from None
-    todo = plan(local, remote, genesis.roster, {a: p.seq for a, p in local_forks.items()},
-                remote_forks)
+    roster = await service.read(node.roster)
+    todo = plan(local, remote, roster, await service.read(node.frozen), remote_forks)
     result.remote_frontier = {a: seq for a, (seq, _) in remote.items()}
 
     if todo.fetch_forks:
@@ -283,7 +284,7 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
             after = rows[-1][0]
             result.remote_frontier[author] = max(after, result.remote_frontier.get(author, 0))
     if todo.swap_checkpoints(result.pulled):
-        await _swap_checkpoints(service, client, list(genesis.roster), result)
+        await _swap_checkpoints(service, client, list(roster), result)
     result.requests = client.requests
     result.in_sync = todo.in_sync and not result.forks
     return result
@@ -350,9 +351,8 @@ async def _swap_checkpoints(service: NodeService, client: PeerClient, roster: li
                             result: RoundResult) -> None:
     """Sign our checkpoint, give it, and check the peer's checkpoints of every feed."""
     book = service.book
-    _, note = await service.write(book.sign_own, service.signer)
-    for author, theirs in await client.checkpoints(roster, [[service.signer.public_key,
-                                                             note]]):
+    _, note = await service.write(book.sign_own, service.signer, service.node.lab_id)
+    for author, theirs in await client.checkpoints(roster, [[service.node.lab_id, note]]):
         if author not in roster:
             continue
         try:

@@ -19,27 +19,58 @@ from typing import Any
 
 from federation.errors import FederationError, PendingReference, RuleViolation
 from federation.genesis import Genesis
-from federation.intake import Intake, Verdict
+from federation.governance import GOVERNANCE, MEMBER
+from federation.intake import Intake, KeysInForce, Verdict
 from federation.ledger import Ledger
 from node.errors import NodeError
 from node.home import WRITER_WAIT_S, Home, load_genesis_file
 from node.projection import PROGRESS_EVERY, LedgerProjection, Skipped
 from node.store import SIGNATURE_CHUNK, FeedStore, Problem, SeqTaken, StoreCheck, verify_pool
 from protocol.entry import Entry, Ref, check_signature, decode_entry, sign_entry
-from protocol.errors import BadSignatureError, WrongAuthorError, WrongFederationError
+from protocol.errors import (
+    BadSignatureError,
+    ProtocolError,
+    WrongAuthorError,
+    WrongFederationError,
+)
 from protocol.keys import Signer
 from protocol.sync import ForkProof, make_fork_proof
 
 
-def _first_bad_signature(entries: list[Entry]) -> int:
-    """Index of the first entry whose signature does not verify, or -1. Runs in a
-    worker thread: libsodium releases the GIL, so the workers use every core."""
-    for i, entry in enumerate(entries):
+def _first_bad_signature(entries: list[tuple[Entry, bytes]]) -> int:
+    """Index of the first entry whose signature does not verify under the key given
+    with it, or -1. Runs in a worker thread: libsodium releases the GIL, so the
+    workers use every core."""
+    for i, (entry, key) in enumerate(entries):
         try:
-            check_signature(entry)
+            check_signature(entry, key)
         except BadSignatureError:
             return i
     return -1
+
+
+def _awaits_key(entry: Entry, ledger: Ledger, raws: Iterable[bytes]) -> bool:
+    """Whether ``entry``, whose signature fails under its LAB's key in force here,
+    is signed with a key a recovery or repair proposal names for its LAB (held, or in
+    this batch ``raws``): its feed then waits for the vote rather than being refused."""
+    proposals = [a.body for a in ledger.acts.values() if a.kind == "proposal.made"]
+    for raw in raws:
+        try:
+            other = decode_entry(raw)
+            body = other.fields() if other.kind == "proposal.made" else None
+        except ProtocolError:
+            continue
+        if body is not None:
+            proposals.append(body)
+    for body in proposals:
+        if (body.get("action") in ("recover", "repair") and body.get("lab") == entry.author
+                and isinstance(body.get("key"), bytes) and len(body["key"]) == 32):
+            try:
+                check_signature(entry, body["key"])
+                return True
+            except ProtocolError:
+                continue
+    return False
 
 
 class SignatureChecks:
@@ -48,11 +79,12 @@ class SignatureChecks:
     the order added, whose signature fails."""
 
     def __init__(self) -> None:
-        self._chunk: list[Entry] = []
-        self._running: list[tuple[list[Entry], Future[int]]] = []
+        self._chunk: list[tuple[Entry, bytes]] = []
+        self._running: list[tuple[list[tuple[Entry, bytes]], Future[int]]] = []
 
-    def add(self, entry: Entry) -> None:
-        self._chunk.append(entry)
+    def add(self, entry: Entry, key: bytes) -> None:
+        """Check ``entry``'s signature under ``key`` (the key in force at its seq)."""
+        self._chunk.append((entry, key))
         if len(self._chunk) >= SIGNATURE_CHUNK:
             self._running.append((self._chunk, verify_pool().submit(_first_bad_signature,
                                                                     self._chunk)))
@@ -68,7 +100,11 @@ class SignatureChecks:
             if bad >= 0:
                 for _, rest in running:
                     rest.cancel()
-                check_signature(chunk[bad])  # raises the entry's own error
+                try:
+                    check_signature(*chunk[bad])  # raises the entry's own error
+                except BadSignatureError as e:
+                    e.entry = chunk[bad][0]  # type: ignore[attr-defined]
+                    raise
 
 
 @dataclass(frozen=True)
@@ -79,6 +115,12 @@ class IngestResult:
     stored: int
     skipped: int
     forks: list[ForkProof]
+    governance: bool = False
+    """Whether governance entries were stored (the decisions in force may change)."""
+
+
+class NotAdmitted(NodeError):
+    """This LAB is not in the roster the node holds (not a founder, no admission)."""
 
 
 @dataclass
@@ -95,6 +137,7 @@ class LabNode:
     _ledger: Ledger | None = field(default=None, repr=False)
     _position: int = 0
     _pending_ledger: Ledger | None = field(default=None, repr=False)
+    _repairs_checked: dict[bytes, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, home: Home, signer: Signer | None = None) -> LabNode:
@@ -135,22 +178,35 @@ class LabNode:
         is not on its roster or already joined another federation.
         """
         genesis = load_genesis_file(genesis_file)
-        if not genesis.is_member(self.lab_id):
-            raise NodeError(
-                f"LAB {self.lab_id.hex()} is not named in {genesis_file}; "
-                "ask the federation to add it"
-            )
-        if self.genesis is not None and self.genesis.federation_id != genesis.federation_id:
-            raise NodeError("this LAB already joined another federation")
+        if self.genesis is None and not genesis.is_member(self.lab_id):
+            raise NotAdmitted(
+                f"LAB {self.lab_id.hex()} is not a founder of this federation: once the "
+                "federation voted it in ('disco propose admit'), join through a member's "
+                f"node: 'disco join {genesis_file} --peer URL'")
         if self.store.head(self.lab_id)[0] > 0:
             raise NodeError("this LAB has already joined")
+        genesis = self.keep_genesis(genesis_file)
+        if self.lab_id not in self.ledger().roster:
+            raise NotAdmitted(
+                f"LAB {self.lab_id.hex()} is not a founder of this federation, and this "
+                "node holds no passed admission of it yet (sync with a member's node "
+                "after the vote: 'disco sync')")
+        return self.author("lab.joined", {"federation": genesis.federation_id,
+                                          "name": self.home.name}, now_us)
+
+    def keep_genesis(self, genesis_file: Path) -> Genesis:
+        """Keep a copy of the genesis file (the federation this node is for), before
+        its LAB joins. Raises ``GenesisError`` for a damaged file, :class:`NodeError`
+        when the node already keeps another federation's."""
+        genesis = load_genesis_file(genesis_file)
+        if self.genesis is not None and self.genesis.federation_id != genesis.federation_id:
+            raise NodeError("this LAB already joined another federation")
         if self.genesis is None:
             tmp = self.home.genesis_path.with_suffix(".tmp")
             shutil.copyfile(genesis_file, tmp)
             tmp.replace(self.home.genesis_path)
             self.genesis = genesis
-        return self.author("lab.joined", {"federation": genesis.federation_id,
-                                          "name": self.home.name}, now_us)
+        return genesis
 
     def author(self, kind: str, body: Mapping[str, Any], now_us: int) -> Entry:
         """Check, sign and store one entry of this LAB's feed; return it.
@@ -242,10 +298,44 @@ class LabNode:
         frozen. Callers bound the batch (a request body, a page of a stream).
         Raises a ``RemoteProtocolError`` subclass naming the first bad entry.
         """
+        raws = list(raws)
+        # The roster and keys in force: the ledger as last caught up, which is enough
+        # unless an entry says otherwise; then it is caught up and the batch taken
+        # again (a sync does not pay a catch-up per batch).
+        fresh = self._ledger is None
+        ledger = self.ledger() if fresh else self._ledger
+        assert ledger is not None
+        if self._apply_repairs(ledger):
+            ledger, fresh = self.ledger(), True
+        waiting: dict[bytes, int] = {}
+        while True:
+            try:
+                result = self._ingest(raws, ledger, waiting)
+                break
+            except (BadSignatureError, WrongAuthorError) as e:
+                if not fresh:
+                    ledger, fresh = self.ledger(), True
+                    if self._apply_repairs(ledger):
+                        ledger = self.ledger()
+                    continue
+                entry: Entry | None = getattr(e, "entry", None)
+                if (not isinstance(e, BadSignatureError) or entry is None
+                        or entry.author in waiting or not _awaits_key(entry, ledger, raws)):
+                    raise
+                waiting[entry.author] = entry.seq  # (signed with a key being voted on)
+        if result.governance:
+            self._apply_repairs(self.ledger())  # decisions in force at once
+        return result
+
+    def _ingest(self, raws: list[bytes], ledger: Ledger, waiting: Mapping[bytes, int]
+                ) -> IngestResult:
+        """:meth:`ingest`'s one pass over a batch, with the feeds in ``waiting``
+        passed over from the seq given."""
         genesis = self.require_genesis()
-        frozen = {a: p.seq for a, p in self.store.fork_proofs().items()}
-        intake = Intake(genesis.roster, genesis.federation_id, frozen, self.store.head,
-                        self.store.get)
+        frozen = self.frozen(ledger)
+        keys = KeysInForce(ledger.outcome)
+        intake = Intake(ledger.roster, genesis.federation_id, frozen, self.store.head,
+                        self.store.get, waiting)
         forks: list[ForkProof] = []
         # Signatures are checked on every core while decoding goes on; whatever this
         # raises, the first bad signature before it is raised instead, as an
@@ -257,10 +347,14 @@ class LabNode:
                 entry = decode_entry(raw)
                 verdict = intake.take(entry)
                 if verdict is Verdict.KEEP:
-                    signatures.add(entry)
+                    signatures.add(entry, keys.take(entry))
                 elif verdict is Verdict.FORK and intake.fork is not None:
                     signatures.finish()  # the held entry may be from this batch
-                    forks.append(make_fork_proof(*intake.fork))
+                    try:
+                        forks.append(make_fork_proof(*intake.fork))
+                    except BadSignatureError as e:
+                        e.entry = intake.fork[1]  # type: ignore[attr-defined]
+                        raise
         except Exception as e:
             error = e
         signatures.finish()
@@ -269,12 +363,52 @@ class LabNode:
         todo = intake.kept()
         self.store.insert(todo)
         stored_forks = [p for p in forks if self.store.add_fork_proof(p)]
-        return IngestResult(len(todo), intake.passed_over, stored_forks)
+        governance = any(e.kind in GOVERNANCE for e in todo)
+        if governance:
+            self.ledger()  # decisions in force at once (a peer admitted, a key recovered)
+        return IngestResult(len(todo), intake.passed_over, stored_forks, governance)
+
+    def _apply_repairs(self, ledger: Ledger) -> bool:
+        """Set aside, as evidence, what a repair in force says no longer belongs to a
+        forked feed: the entries after the one it keeps that the new key did not
+        sign (:meth:`FeedStore.set_aside`); the ledger is then built again. True when
+        anything moved. One signature check per repaired feed and store head."""
+        moved = False
+        proofs = self.store.fork_proofs()
+        for lab, keep in ledger.outcome.repairs.items():
+            proof = proofs.get(lab)
+            head = self.store.head(lab)
+            if proof is None or not ledger.is_repaired(lab, proof.seq) or head[0] <= keep.seq:
+                continue
+            if self._repairs_checked.get(lab) == (keep, head):
+                continue
+            kept = self.store.get(lab, keep.seq) if keep.seq else None
+            after = self.store.get(lab, keep.seq + 1)
+            if (keep.seq and (kept is None or kept.hash != keep.hash)) or after is None:
+                continue
+            key = ledger.outcome.key_at(lab, keep.seq + 1) or lab
+            try:
+                check_signature(after, key)
+            except BadSignatureError:
+                self.store.set_aside(lab, keep.seq + 1, keep.hash.hex()[:16])
+                moved = True
+            self._repairs_checked[lab] = (keep, self.store.head(lab))
+        if moved:  # (the entries left were verified when stored: no check again)
+            projection = LedgerProjection(self.store, self.require_genesis())
+            self._ledger, self._position = projection.rebuild()
+        return moved
+
+    def frozen(self, ledger: Ledger | None = None) -> dict[bytes, int]:
+        """The forked feeds still frozen (a fork proof held, no repair in force), each
+        with its fork seq: nothing at or past it is taken or pulled."""
+        ledger = ledger or self.ledger()
+        return {a: p.seq for a, p in self.store.fork_proofs().items()
+                if not ledger.is_repaired(a, p.seq)}
 
     def add_fork_proof(self, proof: ForkProof) -> bool:
         """Store a verified proof from a peer; True when it was new here."""
         genesis = self.require_genesis()
-        if proof.author not in genesis.roster:
+        if proof.author not in self.ledger().roster:
             raise WrongAuthorError("fork proof of an author outside the roster")
         if proof.first.header.federation_id != genesis.federation_id:
             raise WrongFederationError("fork proof of another federation")
@@ -341,7 +475,7 @@ class LabNode:
         """
         text = text.strip().lower()
         parts = text.split(":")
-        genesis = self.require_genesis()
+        self.require_genesis()
         if len(parts) == 1:
             if len(parts[0]) < 4:
                 raise NodeError(f"{text!r}: want a ref AUTHOR:SEQ[:HASH] (hex prefixes "
@@ -367,7 +501,7 @@ class LabNode:
                     matches.append(entry.ref)
             if not matches and len(labs) == 1:
                 head = self.store.head(labs[0])[0]
-                name = genesis.lab_name(labs[0])
+                name = self.roster().get(labs[0], labs[0].hex()[:8])
                 if seq > head:
                     raise NodeError(f"{text!r}: entry {seq} of {name} is not held here "
                                     f"(its feed here ends at {head}); run 'disco sync' "
@@ -386,9 +520,32 @@ class LabNode:
 
     def feeds(self) -> list[bytes]:
         """The roster's LAB ids, this LAB first."""
-        genesis = self.require_genesis()
-        others = [lab.id for lab in genesis.labs if lab.id != self.lab_id]
+        others = [lab for lab in self.roster() if lab != self.lab_id]
         return [self.lab_id, *others]
+
+    def roster(self) -> dict[bytes, str]:
+        """Every LAB whose feed counts (founders and admitted LABs, gone ones too),
+        with its name, as the ledger decides, caught up with the store."""
+        self.require_genesis()
+        return dict(self.ledger().roster)
+
+    def current_key(self, lab: bytes) -> bytes | None:
+        """The key in force for ``lab`` now (:meth:`keys_of`'s first), or None."""
+        keys = self.keys_of(lab)
+        return keys[0] if keys else None
+
+    def keys_of(self, lab: bytes) -> tuple[bytes, ...] | None:
+        """The key that signs ``lab``'s requests and next entries now, then the keys it
+        used before; None for a LAB outside the roster, or gone (left, removed).
+        Reads the ledger last caught up, without catching up (cheap, per request)."""
+        ledger = self._ledger
+        if ledger is None:
+            genesis = self.require_genesis()
+            return (lab,) if lab in genesis.roster else None
+        member = ledger.outcome.members.get(lab)
+        if member is None or member.state != MEMBER:
+            return None
+        return (member.key(), *{k for _, _, k in member.keys if k != member.key()})
 
     def log(self, author: bytes | None = None) -> Iterator[Entry]:
         """Entries of one feed, or of every roster feed in turn, streamed."""
@@ -400,11 +557,12 @@ class LabNode:
         home (:meth:`Home.record_check`). ``progress``, if given, is called with the
         notification id reached every :data:`PROGRESS_EVERY` rows."""
         genesis = self.require_genesis()
-        roster = [lab.id for lab in genesis.labs]
+        ledger = self.ledger()
+        roster, key_at = list(ledger.roster), ledger.outcome.key_at
         if progress is None:
-            problems = list(self.store.verify(genesis.federation_id, roster))
+            problems = list(self.store.verify(genesis.federation_id, roster, key_at))
         else:
-            check = StoreCheck(genesis.federation_id, roster)  # as FeedStore.verify
+            check = StoreCheck(genesis.federation_id, roster, key_at=key_at)  # as verify
             problems = []
             for nid, originator, version, raw in self.store.notifications():
                 if nid % PROGRESS_EVERY == 0:

@@ -219,7 +219,7 @@ async def checkpoints(request: web.Request) -> web.StreamResponse:
              and isinstance(g[0], bytes) and isinstance(g[1], bytes)]
     if len(given) != len(msg["give"]):
         return problem(400, "checkpoints: give must be [author, note] pairs")
-    roster = service.node.require_genesis().roster
+    roster = await service.read(service.node.roster)
     if len({author for author, _ in given}) != len(given):
         return problem(400, "checkpoints: give at most one checkpoint per author")
     if any(author not in roster for author, _ in given):
@@ -228,7 +228,7 @@ async def checkpoints(request: web.Request) -> web.StreamResponse:
         conflict = await service.write(service.book.accept, author, note)
         if conflict:
             service.log(conflict)
-    await service.write(service.book.sign_own, service.signer)
+    await service.write(service.book.sign_own, service.signer, service.node.lab_id)
     out = []
     for author in dict.fromkeys(msg["want"]):
         if isinstance(author, bytes) and author in roster:

@@ -17,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from federation.genesis import Genesis
 from federation.gossip import Gossip
 from node.auth import ReplayMemory, RequestVerifier
 from node.checkpoints import CheckpointBook
@@ -83,15 +82,16 @@ class NodeService:
 
     @property
     def book(self) -> CheckpointBook:
-        return CheckpointBook(self.node.store, self.node.require_genesis().federation_id)
+        return CheckpointBook(self.node.store, self.node.require_genesis().federation_id,
+                              self.node.current_key)
 
     @classmethod
     def open(cls, home: Home, signer: Signer) -> NodeService:
         node = LabNode.open(home, signer)
-        genesis = node.require_genesis()
+        node.require_genesis()
         interval = float(os.environ.get("DISCO_GOSSIP_INTERVAL", "30") or 30)
         memory = ReplayMemory(home.path / REPLAY_MEMORY, now_ms())
-        service = cls(home, node, signer, RequestVerifier(genesis.roster, node.lab_id,
+        service = cls(home, node, signer, RequestVerifier(node.keys_of, node.lab_id,
                                                           memory),
                       Gossip(interval=max(0.5, interval)))
         service.gossip.set_peers(load_peers(home))
@@ -177,7 +177,7 @@ def _frontier_of(state: dict[str, Any]) -> dict[bytes, int]:
     return out
 
 
-def _with_lag(peer: dict[str, Any], genesis: Genesis, held: dict[bytes, int]
+def _with_lag(peer: dict[str, Any], roster: dict[bytes, str], held: dict[bytes, int]
               ) -> dict[str, Any]:
     """A peer's status with its roster name and, once its frontier is known, the
     entries each side lacks: in total (``we_lack``, ``they_lack``) and per feed
@@ -187,7 +187,7 @@ def _with_lag(peer: dict[str, Any], genesis: Genesis, held: dict[bytes, int]
         lab = bytes.fromhex(str(peer.get("lab")))
     except ValueError:
         lab = b""
-    out["name"] = genesis.lab_name(lab) if genesis.is_member(lab) else None
+    out["name"] = roster.get(lab)
     if "frontier" not in peer:
         out.update(we_lack=None, they_lack=None, lag={})
         return out
@@ -222,7 +222,9 @@ def status_of(node: LabNode, peers: list[dict[str, Any]],
     forks = node.store.fork_proofs()
     frontier = node.frontier()
     held = {a: s for a, (s, _) in frontier.items()}
-    peers = [_with_lag(p, genesis, held) for p in peers]
+    members = node.ledger().outcome.members
+    roster = {lab: m.name for lab, m in members.items()}
+    peers = [_with_lag(p, roster, held) for p in peers]
     feed_lag: dict[str, dict[str, int]] = {}
     for p in peers:
         for author, lag in p["lag"].items():
@@ -230,7 +232,7 @@ def status_of(node: LabNode, peers: list[dict[str, Any]],
             row["we_lack"] = max(row["we_lack"], lag["we_lack"])
             row["peers_lack"] = max(row["peers_lack"], lag["they_lack"])
     # One name per LAB: the roster's, even when 'disco init --name' gave another.
-    name = genesis.lab_name(node.lab_id) if genesis.is_member(node.lab_id) else node.home.name
+    name = roster.get(node.lab_id, node.home.name)
     return {
         "lab_id": node.lab_id.hex(),
         "name": name,
@@ -249,8 +251,8 @@ def status_of(node: LabNode, peers: list[dict[str, Any]],
         "invalid": summary["invalid"],
         "pending": summary["pending"],
         "verified": node.home.last_check(),
-        "roster": [{"lab": lab.id.hex(), "name": lab.name, "seq": held.get(lab.id, 0)}
-                   for lab in genesis.labs],
+        "roster": [{"lab": lab.hex(), "name": m.name, "state": m.state, "key": m.key().hex(),
+                    "seq": held.get(lab, 0)} for lab, m in members.items()],
         "lag": feed_lag,
     }
 

@@ -380,6 +380,54 @@ class FeedStore:
             return True
         raise StoreError("could not store a fork proof after 20 conflicts")
 
+    # -- fork repair -------------------------------------------------------------
+
+    def set_aside(self, author: bytes, from_seq: int, tag: str) -> int:
+        """Move the entries of ``author``'s feed from ``from_seq`` on out of the feed,
+        into the evidence aggregate ``aside-AUTHOR-TAG`` (same versions), where they
+        stay readable (:meth:`set_aside_entries`) but are no longer the feed: the feed
+        then ends at ``from_seq - 1`` and continues from there. Used once a repair of
+        a forked feed is in force (:mod:`federation.governance`). Safe to repeat
+        after a crash part way (a copy already kept is not kept twice). Returns how
+        many entries moved. Raises :class:`StoreError`."""
+        aside = f"aside-{author.hex()}-{tag}"
+        rows = list(self.recorder.select_events(author.hex(), gt=from_seq - 1))
+        for row in rows:
+            try:
+                self.recorder.insert_events([StoredEvent(aside, row.originator_version,
+                                                         row.topic, row.state)])
+            except IntegrityError:
+                pass  # kept by an earlier, interrupted call
+        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        if self.config.backend == "postgres":
+            table = f'"{self.config.schema or "public"}".{table}'
+        sql = f"DELETE FROM {table} WHERE originator_id = ? AND originator_version >= ?"
+        if self.config.backend == "postgres":
+            sql = sql.replace("?", "%s")
+        datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
+        with _translated(), datastore.transaction(commit=True) as c:
+            c.execute(sql, [author.hex(), from_seq])
+        return len(rows)
+
+    def set_aside_entries(self, author: bytes) -> Iterator[Entry]:
+        """The entries of ``author``'s feed set aside by repairs (evidence)."""
+        prefix = f"aside-{author.hex()}-"
+        for originator in self._originators(prefix):
+            for row in self.recorder.select_events(originator):
+                yield decode_entry(row.state)
+
+    def _originators(self, prefix: str) -> list[str]:
+        table = self.recorder.events_table_name  # type: ignore[attr-defined]
+        if self.config.backend == "postgres":
+            table = f'"{self.config.schema or "public"}".{table}'
+        sql = f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id LIKE ?"
+        if self.config.backend == "postgres":
+            sql = sql.replace("?", "%s")
+        datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
+        with _translated(), datastore.transaction(commit=False) as c:
+            c.execute(sql, [prefix + "%"])
+            return sorted(str(r[0]) for r in c.fetchall())
+
     # -- projection views (state saved atomically with a tracking record) -------
     #
     # A view is a projection's saved state at a notification position. The state and
@@ -450,11 +498,13 @@ class FeedStore:
 
     # -- verification ----------------------------------------------------------
 
-    def verify(self, federation_id: bytes, roster: Sequence[bytes]) -> Iterator[Problem]:
-        """Check every stored entry (the rules of :class:`StoreCheck`). Streams the
-        notification log once, keeping O(feeds) state; yields each problem found.
+    def verify(self, federation_id: bytes, roster: Sequence[bytes],
+               key_at: Callable[[bytes, int], bytes | None] | None = None) -> Iterator[Problem]:
+        """Check every stored entry (the rules of :class:`StoreCheck`; ``key_at`` the
+        key in force at an entry). Streams the notification log once, keeping
+        O(feeds) state; yields each problem found.
         """
-        check = StoreCheck(federation_id, roster)
+        check = StoreCheck(federation_id, roster, key_at=key_at)
         for _, originator, version, raw in self.notifications():
             found = check.row(originator, version, raw)
             if isinstance(found, Problem):
@@ -473,11 +523,16 @@ class StoreCheck:
     (:func:`check_signatures`), and reports a bad one with :meth:`bad_signature`.
     """
 
-    def __init__(self, federation_id: bytes, roster: Sequence[bytes], *,
-                 signatures: bool = True) -> None:
+    def __init__(self, federation_id: bytes, roster: Sequence[bytes] | None, *,
+                 signatures: bool = True,
+                 key_at: Callable[[bytes, int], bytes | None] | None = None) -> None:
+        """``roster``: the LABs whose feeds may be stored (None: the caller checks
+        membership itself, as a roster grows while a log is read); ``key_at``: the
+        key in force at an entry (default: its LAB's id)."""
         self.federation_id = federation_id
-        self.members = {a.hex() for a in roster}
+        self.members = {a.hex() for a in roster} if roster is not None else None
         self.signatures = signatures
+        self.key_at = key_at
         self.verifiers: dict[str, FeedVerifier] = {}
         self.broken: set[str] = set()
 
@@ -491,9 +546,10 @@ class StoreCheck:
             except ProtocolError as e:
                 return Problem(originator, version, "bad-fork-proof", str(e))
             return None
-        if not is_feed(originator) and originator.startswith(("checkpoints-", "conflicts")):
+        if not is_feed(originator) and originator.startswith(("checkpoints-", "conflicts",
+                                                              "aside-")):
             return None
-        if originator not in self.members:
+        if self.members is not None and originator not in self.members:
             return Problem(originator, version, "not-in-roster",
                            "feed of an author outside the roster")
         if originator in self.broken:
@@ -514,7 +570,10 @@ class StoreCheck:
                            f"but the entry is {entry.where} (later entries unchecked)")
         try:
             if self.signatures:
-                v.check(entry)
+                v.check_link(entry)
+                key = self.key_at(entry.author, entry.seq) if self.key_at else None
+                check_signature(entry, key or entry.author)
+                v.advance(entry)
             else:
                 v.check_link(entry)
                 v.advance(entry)
@@ -524,10 +583,11 @@ class StoreCheck:
         return entry
 
     @staticmethod
-    def bad_signature(entry: Entry) -> Problem:
-        """The problem of an entry whose signature :func:`check_signatures` refused."""
+    def bad_signature(entry: Entry, key: bytes | None = None) -> Problem:
+        """The problem of an entry whose signature :func:`check_signatures` (or a check
+        under ``key``) refused."""
         try:
-            check_signature(entry)
+            check_signature(entry, key)
         except ProtocolError as e:
             return Problem(entry.author.hex(), entry.seq, e.code, str(e))
         raise ValueError(f"entry {entry.where}: its signature verifies")

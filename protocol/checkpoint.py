@@ -538,17 +538,20 @@ def sign_checkpoint(checkpoint: Checkpoint, signer: Signer) -> str:
     return sign_note(checkpoint.body(), checkpoint.origin, signer)
 
 
-def verify_checkpoint(note: str | bytes, lab_id: bytes, federation_id: bytes) -> Checkpoint:
+def verify_checkpoint(note: str | bytes, lab_id: bytes, federation_id: bytes,
+                      key: bytes | None = None) -> Checkpoint:
     """The checkpoint in ``note``, once shown to be the LAB's, for its feed in this federation.
 
     The note must carry a valid signature by the key ``(origin_for(federation_id,
-    lab_id), lab_id)`` and its origin line must be that origin. Raises
+    lab_id), key)`` (``key``: the LAB's key in force at the checkpoint's size, which
+    is its id until it rotates it; default ``lab_id``) and its origin line must be
+    that origin. Raises
     :class:`LocalProtocolError` for ids that are not 32 bytes; like :func:`open_note`
     (malformed note, missing or bad signature); :class:`CheckpointError` for a
     malformed body; :class:`WrongOriginError` for another origin.
     """
     origin = origin_for(federation_id, lab_id)
-    checkpoint = parse_checkpoint_body(open_note(note, origin, lab_id))
+    checkpoint = parse_checkpoint_body(open_note(note, origin, key or lab_id))
     if checkpoint.origin != origin:
         raise WrongOriginError(
             f"checkpoint: origin {_clip(checkpoint.origin, 160)}, want {origin!r}"

@@ -314,10 +314,12 @@ def post(url: str, path: str, body: bytes, headers: dict[str, str] | None = None
 
 
 def signed_headers(signer: Signer, path: str, body: bytes, ts_ms: int | None = None,
-                   method: str = "POST", *, to: bytes) -> dict[str, str]:
-    """Headers of a request signed by ``signer`` for the node of LAB ``to``."""
+                   method: str = "POST", *, to: bytes, lab: bytes | None = None
+                   ) -> dict[str, str]:
+    """Headers of a request signed by ``signer`` for the node of LAB ``to`` (as LAB
+    ``lab``: default the signer's key)."""
     headers = sign_request(signer, method, path, body, now_ms() if ts_ms is None else ts_ms,
-                           to)
+                           to, lab)
     headers["Content-Type"] = MEDIA_TYPE
     return headers
 
@@ -329,11 +331,12 @@ def lab_at(url: str) -> bytes:
 
 
 def signed_post(url: str, path: str, body: bytes, signer: Signer,
-                ts_ms: int | None = None, to: bytes | None = None) -> Reply:
-    """POST signed by ``signer`` (a roster LAB or a stranger) for the node at ``url``
-    (or for the LAB ``to``)."""
+                ts_ms: int | None = None, to: bytes | None = None,
+                lab: bytes | None = None) -> Reply:
+    """POST signed by ``signer`` (a roster LAB or a stranger; as LAB ``lab``) for the
+    node at ``url`` (or for the LAB ``to``)."""
     to = lab_at(url) if to is None else to
-    return post(url, path, body, signed_headers(signer, path, body, ts_ms, to=to))
+    return post(url, path, body, signed_headers(signer, path, body, ts_ms, to=to, lab=lab))
 
 
 @asynccontextmanager

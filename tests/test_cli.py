@@ -123,7 +123,7 @@ def test_damaged_genesis_and_homes(cli: Cli, tmp_path: Path) -> None:
         (cli("join", str(edited), home=other, check=False), 2, "damaged or edited"),
         (cli("join", str(garbage), home=other, check=False), 2, "invalid JSON"),
         (cli("join", str(tmp_path / "missing.json"), home=other, check=False), 2, "no such"),
-        (cli("join", str(genesis), home=other, check=False), 1, "not named in"),
+        (cli("join", str(genesis), home=other, check=False), 1, "not a founder"),
         (cli("log", home=tmp_path / "nowhere", check=False), 2, "disco init"),
         (cli("log", home=tmp_path, check=False), 2, "not a disco node folder"),
         (cli("init", "--name", "X", home=farm, check=False), 2, "not empty"),

@@ -45,7 +45,8 @@ def test_status_shows_roster_peers_and_lag(tmp_path: Path, nodes: Nodes, cli: Cl
 
     # Before any contact: the roster, peers by URL, never contacted, lag unknown.
     doc = cli.json("status", home=fablab.path)
-    assert doc["roster"] == [{"lab": h.lab_id.hex(), "name": n, "seq": 1 if h is fablab else 0}
+    assert doc["roster"] == [{"lab": h.lab_id.hex(), "name": n, "state": "member",
+                              "key": h.lab_id.hex(), "seq": 1 if h is fablab else 0}
                              for h, n in ((farm, "Farm"), (fablab, "FabLab"),
                                           (land, "LandTrust"))]
     by_url = {p["url"]: p for p in doc["peers"]}

@@ -257,7 +257,7 @@ def prove(ctx: click.Context, ref: str | None, old: Path | None, out: Path,
     with open_node(ctx, writer=True) as node:
         genesis = node.require_genesis()
         book = CheckpointBook(node.store, genesis.federation_id)
-        own_cp, own_note = book.sign_own(node.signer)  # type: ignore[arg-type]
+        own_cp, own_note = book.sign_own(node.signer, node.lab_id)  # type: ignore[arg-type]
         if old is not None:
             try:
                 fid, lab = origin_ids(_read(old))
@@ -312,7 +312,7 @@ def checkpoint(ctx: click.Context, out: Path | None, as_json: bool) -> None:
     With --json: the feed's size and root hash, the note itself and the file."""
     with open_node(ctx, writer=True) as node:
         book = CheckpointBook(node.store, node.require_genesis().federation_id)
-        cp, note = book.sign_own(node.signer)  # type: ignore[arg-type]
+        cp, note = book.sign_own(node.signer, node.lab_id)  # type: ignore[arg-type]
         lab_id = node.lab_id
     if out is not None:
         _write_new(out, note)

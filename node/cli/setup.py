@@ -23,6 +23,7 @@ from node.cli.common import (
 )
 from node.home import Home, write_genesis_file
 from node.store import StoreError, check_postgres
+from protocol.entry import Entry
 
 
 @click.command()
@@ -125,18 +126,62 @@ def federation_create(
         click.echo(f"federation_id {genesis.federation_id.hex()}")
 
 
+def _sync_first(ctx: click.Context, file: Path, url: str) -> Entry | None:
+    """Join at once (a founder: the ``lab.joined`` entry), or keep the genesis of
+    ``file`` and the peer ``url`` and sync from it (a LAB admitted after the genesis
+    learns of its admission so; None). Raises :class:`Failure`."""
+    import asyncio  # (the network, only for this path)
+
+    import aiohttp
+
+    from node.cli.network import _check_url, _service
+    from node.client import PeerError, sync_until_in_sync
+    from node.lab import NotAdmitted
+    from node.service import load_peers, save_peers
+
+    url = _check_url(url)
+    with open_node(ctx, writer=True) as node:
+        try:
+            return node.join(file, now_us())  # (a founder, or admitted already)
+        except NotAdmitted:
+            node.keep_genesis(file)
+        save_peers(node.home, [*[u for u in load_peers(node.home) if u != url], url])
+    service = _service(ctx)
+
+    async def pull() -> None:
+        async with aiohttp.ClientSession() as session:
+            await sync_until_in_sync(service, session, url)
+
+    try:
+        asyncio.run(pull())
+    except PeerError as e:
+        raise Failure(f"could not sync from {url}: {e}") from None
+    finally:
+        service.close()
+    return None
+
+
 @click.command()
 @click.argument("file", type=click.Path(path_type=Path))
+@click.option("--peer", "peer_url", metavar="URL",
+              help="A member's node to sync from first (and keep as a peer): how a LAB "
+                   "admitted after the genesis learns its admission.")
 @json_option
 @click.pass_context
-@examples("  disco --home ./farm join genesis.json")
-def join(ctx: click.Context, file: Path, as_json: bool) -> None:
-    """Join the federation of a genesis file: the LAB's first entry, lab.joined."""
+@examples("  disco --home ./farm join genesis.json\n"
+          "  disco --home ./nueva join genesis.json --peer https://farm.example:8750")
+def join(ctx: click.Context, file: Path, peer_url: str | None, as_json: bool) -> None:
+    """Join the federation of a genesis file: the LAB's first entry, lab.joined.
+
+    A founder joins at once. A LAB admitted later by a vote gives --peer: the node
+    keeps the genesis, syncs from that member's node (which then holds its
+    admission), and joins."""
+    joined = _sync_first(ctx, file, peer_url) if peer_url is not None else None
     with open_node(ctx, writer=True) as node:
-        entry = node.join(file, now_us())
+        entry = joined or node.join(file, now_us())
         genesis = node.require_genesis()
         fid = genesis.federation_id.hex()
-        name, home_name = genesis.lab_name(node.lab_id), node.home.name
+        name, home_name = node.roster().get(node.lab_id, node.home.name), node.home.name
     if name != home_name:
         click.echo(f"disco: warning: the federation's roster names this LAB {name!r}, its "
                    f"folder was made with 'disco init --name {home_name!r}': {name!r} is "

@@ -1,0 +1,245 @@
+"""The federation over time with real ``disco serve`` processes: a LAB admitted by
+vote joins through one peer and trades; a rotated key no longer speaks for its LAB."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from federation.bundle import BundleWriter
+from node.home import Home, save_private_key
+from node.lab import LabNode
+from protocol.entry import sign_entry
+from protocol.keys import Signer
+from tests.conftest import Cli
+from tests.nodes import (
+        Nodes,
+    federation,
+    node_group,
+    now_us,
+    set_peers,
+    signed_post,
+    stream,
+    wait_until,
+)
+
+FAST = {"DISCO_GOSSIP_INTERVAL": "0.5"}
+
+
+@pytest.fixture
+def nodes() -> Iterator[Nodes]:
+    with node_group(FAST) as group:
+        yield group
+
+
+def author(home: Path, kind: str, body: dict[str, object]) -> str:
+    """Author one entry in ``home`` (while its node runs, as the CLI does)."""
+    h = Home.open(home)
+    with LabNode.open(h, h.signer()) as node:
+        return str(node.author(kind, body, now_us()).ref)
+
+
+def digests(urls: list[str], cli: Cli, homes: list[Path]) -> set[str]:
+    return {json.loads(cli("status", "--json", home=h).stdout)["state_digest"] for h in homes}
+
+
+def test_three_founders_admit_a_fourth_lab_that_joins_records_and_trades(
+        tmp_path: Path, nodes: Nodes, cli: Cli) -> None:
+    fed = federation(tmp_path, ["Farm", "FabLab", "LandTrust"])
+    farm, fablab, land = (h.path for h in fed.homes)
+    procs = nodes.start(farm, fablab, land)
+    urls = [p.url for p in procs]
+    for i, home in enumerate((farm, fablab, land)):
+        set_peers(home, [u for j, u in enumerate(urls) if j != i])
+    new = json.loads(cli("init", "--name", "Nueva", "--json", home=tmp_path / "nueva").stdout)
+    nueva, new_id = tmp_path / "nueva", new["lab_id"]
+
+    # Before any vote, Nueva cannot join (the federation holds no admission of it).
+    refused = cli("join", str(fed.genesis_file), "--peer", urls[0], home=nueva, check=False)
+    assert refused.returncode == 1 and "not a member of this federation" in refused.stderr
+
+    ref = author(farm, "proposal.made", {"action": "admit", "lab": bytes.fromhex(new_id),
+                                         "name": "Nueva"})
+    wait_until(lambda: procs[1].frontier().get(fed.homes[0].lab_id.hex(), 0) >= 2,
+               what="the proposal at FabLab")
+    with LabNode.open(Home.open(fablab)) as node:
+        proposal = node.resolve_ref(ref)
+    author(fablab, "proposal.voted", {"proposal": proposal.as_list(), "vote": "yes"})
+    wait_until(lambda: procs[0].frontier().get(fed.homes[1].lab_id.hex(), 0) >= 2,
+               what="the vote at Farm")
+
+    joined = cli("join", str(fed.genesis_file), "--peer", urls[0], "--json", home=nueva)
+    assert json.loads(joined.stdout)["name"] == "Nueva"
+    cli("member", "add", "ana", "--name", "Ana", home=nueva)
+    cli("record", "--member", "ana", "--stream", "care", "--hours", "2", home=nueva)
+    offer = json.loads(cli("transfer", "offer", "--to", "Farm", "--amount", "12.50",
+                           "--unit", "JXC", "--json", home=nueva).stdout)
+    p4 = nodes.start_one(nueva)
+    set_peers(nueva, urls)
+    wait_until(lambda: procs[0].frontier().get(new_id, 0) >= 4, what="Nueva's feed at Farm")
+    cli("transfer", "accept", offer["ref"], home=farm)
+    homes = [farm, fablab, land, nueva]
+    wait_until(lambda: len(digests([*urls, p4.url], cli, homes)) == 1, timeout=60,
+               what="four equal digests")
+    status = json.loads(cli("status", "--json", home=land).stdout)
+    roster = {r["lab"]: r for r in status["roster"]}
+    assert roster[new_id]["name"] == "Nueva" and roster[new_id]["state"] == "member"
+    assert roster[new_id]["key"] == new_id
+    balance = json.loads(cli("balance", "--json", home=fablab).stdout)
+    assert json.dumps(balance).count("1250") >= 2  # Farm +12.50, Nueva -12.50
+
+    out = tmp_path / "export.bundle"
+    cli("export", "--out", str(out), home=land)
+    audit = json.loads(cli("audit", str(out), "--json", home=land).stdout)
+    assert audit["ok"], audit
+    assert audit["state_digest"] == status["state_digest"]
+
+
+def test_a_rotated_key_no_longer_speaks_for_its_lab(tmp_path: Path, nodes: Nodes,
+                                                   cli: Cli) -> None:
+    fed = federation(tmp_path, ["Farm", "FabLab"])
+    farm, fablab = (h.path for h in fed.homes)
+    old = Home.open(farm).signer()
+    new = Signer.generate()
+    author(farm, "key.rotated", {"key": new.public_key})
+    _, p_fab = nodes.start(farm, fablab)
+    set_peers(farm, [p_fab.url])
+    wait_until(lambda: p_fab.frontier().get(old.public_key.hex(), 0) >= 2,
+               what="the rotation at FabLab")
+    # A request signed with the old key: refused (403), the new key: heard.
+    old_try = signed_post(p_fab.url, "/v1/sync/frontier", b"", old, lab=old.public_key)
+    assert old_try.status == 403 and b"no longer" in old_try.body
+    new_try = signed_post(p_fab.url, "/v1/sync/frontier", b"", new, lab=old.public_key)
+    assert new_try.status not in (401, 403), new_try.body
+
+
+def forged_after_rotation(farm: Path, old: Signer) -> bytes:
+    """An entry at the head of Farm's feed signed with its rotated-away key."""
+    h = Home.open(farm)
+    with LabNode.open(h) as node:
+        seq, head = node.store.head(node.lab_id)
+        fid = node.require_genesis().federation_id
+    return sign_entry(old, federation_id=fid, seq=seq + 1, prev=head, ts_us=now_us(),
+                      kind="member.added", body={"handle": "eve", "name": "Eve"}).raw
+
+
+def test_an_entry_signed_with_the_rotated_away_key_is_refused_everywhere(
+        tmp_path: Path, nodes: Nodes, cli: Cli) -> None:
+    fed = federation(tmp_path, ["Farm", "FabLab", "LandTrust"])
+    farm, fablab, land = (h.path for h in fed.homes)
+    old = Home.open(farm).signer()
+    author(farm, "key.rotated", {"key": Signer.generate().public_key})
+    procs = nodes.start(farm, fablab, land)
+    for i, home in enumerate((farm, fablab, land)):
+        set_peers(home, [p.url for j, p in enumerate(procs) if j != i])
+    lab = old.public_key.hex()
+    wait_until(lambda: all(p.frontier().get(lab, 0) >= 2 for p in procs), what="the rotation")
+    forged = forged_after_rotation(farm, old)
+    for p in procs[1:]:  # pushed by a member, as a relay would
+        reply = signed_post(p.url, "/v1/sync/push", stream([forged]),
+                            Home.open(land).signer(), lab=fed.homes[2].lab_id)
+        assert reply.status == 400 and b"signature does not verify" in reply.body, reply.body
+        assert p.frontier()[lab] == 2
+    # The offline audit: a bundle with the forged entry appended to Farm's feed.
+    out = tmp_path / "export.bundle"
+    cli("export", "--out", str(out), home=fablab)
+    forged_bundle = tmp_path / "forged.bundle"
+    with open(forged_bundle, "wb") as f:
+        writer = BundleWriter(f, fed.genesis.federation_id, now_us())
+        writer.genesis(fed.genesis.encode())
+        with LabNode.open(Home.open(fablab)) as node:
+            for author_id in node.feeds():
+                for raw in [r for _, r in node.store.read_raw(author_id)]:
+                    writer.entry(raw)
+        writer.entry(forged)
+        writer.close()
+    clean = json.loads(cli("audit", str(out), "--json", home=fablab).stdout)
+    assert clean["ok"], clean
+    audit = cli("audit", str(forged_bundle), "--json", home=fablab, check=False)
+    report = json.loads(audit.stdout)
+    assert audit.returncode == 1 and not report["ok"]
+    assert [(v["author"], v["seq"], v["code"]) for v in report["violations"]] == [
+        (lab, 3, "bad-signature")]
+
+
+def test_a_lost_key_is_recovered_by_vote(tmp_path: Path, nodes: Nodes, cli: Cli) -> None:
+    fed = federation(tmp_path, ["Farm", "FabLab", "LandTrust"])
+    farm, fablab, land = (h.path for h in fed.homes)
+    lost = fed.homes[2].lab_id
+    new = Signer.generate()
+    (land / "lab.key").unlink()  # lost
+    save_private_key(land / "lab.key", new)
+    ref = author(farm, "proposal.made", {"action": "recover", "lab": lost, "key": new.public_key,
+                                         "from_seq": 2})
+    with LabNode.open(Home.open(farm)) as node:
+        farm_feed = [r for _, r in node.store.read_raw(fed.homes[0].lab_id)]
+    with LabNode.open(Home.open(fablab), Home.open(fablab).signer()) as node:
+        node.ingest(farm_feed)
+        node.author("proposal.voted", {"proposal": node.resolve_ref(ref).as_list(),
+                                       "vote": "yes"}, now_us())
+    procs = nodes.start(farm, fablab, land)
+    for i, home in enumerate((farm, fablab, land)):
+        set_peers(home, [p.url for j, p in enumerate(procs) if j != i])
+    wait_until(lambda: procs[2].frontier().get(fed.homes[1].lab_id.hex(), 0) >= 2,
+               what="the vote at LandTrust")
+    cli("member", "add", "ana", "--name", "Ana", home=land)  # signed with the new key
+    homes = [farm, fablab, land]
+    wait_until(lambda: len(digests([], cli, homes)) == 1 and all(
+        p.frontier().get(lost.hex(), 0) >= 2 for p in procs), timeout=60,
+        what="the federation converged")
+    status = json.loads(cli("status", "--json", home=farm).stdout)
+    assert {r["lab"]: r["key"] for r in status["roster"]}[lost.hex()] == new.public_key.hex()
+    out = tmp_path / "export.bundle"
+    cli("export", "--out", str(out), home=farm)
+    audit = json.loads(cli("audit", str(out), "--json", home=farm).stdout)
+    assert audit["ok"], audit
+
+
+def test_a_hand_made_fork_is_repaired_by_vote(tmp_path: Path, nodes: Nodes, cli: Cli) -> None:
+    fed = federation(tmp_path, ["Farm", "FabLab", "LandTrust"])
+    farm, fablab, land = (h.path for h in fed.homes)
+    land_id = fed.homes[2].lab_id
+    copy = tmp_path / "landtrust-copy"
+    shutil.copytree(land, copy)
+    cli("member", "add", "ana", "--name", "Ana", home=land)
+    cli("member", "add", "bo", "--name", "Bo", home=copy)  # the same seq: a fork
+    procs = nodes.start(farm, fablab, land)
+    for i, home in enumerate((farm, fablab, land)):
+        set_peers(home, [p.url for j, p in enumerate(procs) if j != i])
+    # The copy pushes its branch to Farm once: Farm now holds the fork proof.
+    sync = cli("sync", procs[0].url, home=copy, check=False)
+    assert sync.returncode in (0, 1), sync.stderr
+    wait_until(lambda: all(p.status()["forks"] for p in procs), what="the fork everywhere")
+    refused = cli("member", "add", "cy", "--name", "Cy", home=land, check=False)
+    assert refused.returncode == 1 and "frozen" in refused.stderr
+
+    new = Signer.generate()
+    with LabNode.open(Home.open(farm)) as node:
+        keep = node.store.get(land_id, 1)
+        assert keep is not None
+    ref = author(farm, "proposal.made", {"action": "repair", "lab": land_id,
+                                         "keep": keep.ref.as_list(), "key": new.public_key})
+    wait_until(lambda: procs[1].frontier().get(fed.homes[0].lab_id.hex(), 0) >= 2,
+               what="the proposal at FabLab")
+    with LabNode.open(Home.open(fablab), Home.open(fablab).signer()) as node:
+        node.author("proposal.voted", {"proposal": node.resolve_ref(ref).as_list(),
+                                       "vote": "yes"}, now_us())
+    (land / "lab.key").unlink()
+    save_private_key(land / "lab.key", new)
+    wait_until(lambda: not cli("member", "add", "dee", "--name", "Dee", home=land,
+                               check=False).returncode, what="LandTrust records again")
+    homes = [farm, fablab, land]
+    wait_until(lambda: len(digests([], cli, homes)) == 1 and all(
+        p.frontier().get(land_id.hex(), 0) == 2 for p in procs), timeout=60,
+        what="the federation converged on the repaired feed")
+    for home in homes:
+        names = json.loads(cli("log", "--json", home=home).stdout)
+        assert "Dee" in json.dumps(names) and "Bo" not in json.dumps(names)
+    out = tmp_path / "export.bundle"
+    cli("export", "--out", str(out), home=fablab)
+    audit = json.loads(cli("audit", str(out), "--json", home=fablab).stdout)
+    assert audit["ok"], audit
