@@ -6,6 +6,8 @@ Layout::
                         "store": {"backend": "sqlite", "path": "ledger.sqlite"}
                                | {"backend": "postgres", "dsn": ..., "schema": ...}}
     DIR/lab.key        Ed25519 private key, PKCS#8 PEM, mode 0600, maybe encrypted
+                       (the LAB id's key, or the key a rotation or recovery put in
+                       force; a replaced one is kept as lab.key.old-TIMESTAMP)
     DIR/genesis.json   the federation joined (after ``disco join``)
     DIR/ledger.sqlite  the embedded store (SQLite backend)
     DIR/lab.lock       held (flock) by the process appending to the LAB's own feed
@@ -161,13 +163,13 @@ class Home:
         return cls(path, config)
 
     def signer(self, passphrase: bytes | None = None) -> Signer:
-        """The LAB key. Raises ``KeyFileError``/``PassphraseError`` (protocol.errors),
-        ``KeyFileError`` too for a key file others may read (:meth:`check_key_file`)."""
+        """The LAB key: its first key (the LAB id) or a later one (``disco key
+        rotate``, ``disco key new`` for a recovery); whether it signs the LAB's feed
+        now is the ledger's to say (:meth:`LabNode.author_many`). Raises
+        ``KeyFileError``/``PassphraseError`` (protocol.errors), ``KeyFileError`` too
+        for a key file others may read (:meth:`check_key_file`)."""
         self.check_key_file()
-        signer = load_private_key(self.key_path, passphrase)
-        if signer.public_key != self.lab_id:
-            raise HomeError(f"{self.key_path} is not the key of LAB {self.lab_id.hex()[:8]}")
-        return signer
+        return load_private_key(self.key_path, passphrase)
 
     def check_key_file(self) -> None:
         """Refuse a key file that the group or others may read or write, as ssh does:
