@@ -6,6 +6,7 @@ unusable input. A user mistake gets one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -387,9 +388,11 @@ def short_ref(author: bytes | str, seq: int, hash: bytes | str | None = None) ->
 
 
 def examples(text: str) -> Callable[[F], F]:
-    """Append an example block to a command's help (every command has one)."""
+    """Append an example block to a command's help (every command has one). The
+    docstring is dedented first, as click would have it (the block's lines start
+    at the margin, which would keep click from dedenting it)."""
     def deco(f: F) -> F:
-        f.__doc__ = (f.__doc__ or "").rstrip() + "\n\n\b\nExample:\n" + text
+        f.__doc__ = inspect.cleandoc(f.__doc__ or "") + "\n\n\b\nExample:\n" + text
         return f
     return deco
 
