@@ -159,15 +159,19 @@ def test_a_proposal_made_long_ago_lapses_and_takes_no_more_votes(cli: Cli,
 def test_every_refusal_is_one_line_and_stores_nothing(cli: Cli, fed: Federation) -> None:
     farm, fab = fed.homes[0].path, fed.homes[1].path
     a, b, c = lab_ids(fed)
+    land = fed.homes[2].path
     rule = cli.json("propose", "rule", "--expiry-days", "10", home=farm)["ref"]
+    remove = cli.json("propose", "remove", "--lab", "LandTrust", home=farm)["ref"]
     everyone(fed)
     cli("vote", rule, "yes", home=fab)
-    before = {home: log_of(cli, home) for home in (farm, fab)}
+    before = {home: log_of(cli, home) for home in (farm, fab, land)}
 
     # Refused by the ledger (exit 1), with its code.
     assert mistake(cli, 1, "vote", rule, "no", home=fab).endswith("[already-voted]")
     line = mistake(cli, 1, "vote", rule, "yes", home=farm)  # the proposer: already its yes
     assert "its proposer's yes vote" in line and line.endswith("[already-voted]")
+    line = mistake(cli, 1, "vote", remove, "no", home=land)  # the LAB it is about
+    assert f"{c[:8]} does not vote on" in line and line.endswith("[not-a-voter]")
     # A proposal that could not pass as the roster stands (exit 1).
     line = mistake(cli, 1, "propose", "admit", "--lab", b, "--name", "Again", home=farm)
     assert "could not pass: the LAB is already in the roster [cannot-apply]" in line
@@ -207,7 +211,7 @@ def test_every_refusal_is_one_line_and_stores_nothing(cli: Cli, fed: Federation)
                                    "--key", "ab" * 32, "--from-seq", "0", home=farm)
     assert "want a ref" in mistake(cli, 2, "propose", "repair", "--lab", "LandTrust",
                                    "--keep", "x#1", "--key", "ab" * 32, home=farm)
-    assert {home: log_of(cli, home) for home in (farm, fab)} == before
+    assert {home: log_of(cli, home) for home in (farm, fab, land)} == before
 
 
 def test_the_ledger_takes_an_admission_of_a_member_as_an_entry_and_rejects_it(
