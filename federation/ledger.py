@@ -692,6 +692,12 @@ class Ledger:
         ledger.policies = {a: (w, r) for a, w, r in doc["policies"]}
         ledger.amended = {(a, s): (by, v) for a, s, by, v in doc["amended"]}
         ledger.invalid = {(a, s): (c, m) for a, s, c, m in doc["invalid"]}
+        for (author, seq), act in sorted(ledger.acts.items(), reverse=True):
+            # A feed's departure (LabState.left): its first lab.left settled valid.
+            state = ledger.labs.get(author)
+            if (act.kind == "lab.left" and state is not None and seq <= state.seq
+                    and (author, seq) not in ledger.invalid):
+                state.left = seq
         for author, seq, ref in doc["pending"]:
             missing = Ref.from_value(ref)
             ledger.pending[author] = (seq, missing)

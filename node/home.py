@@ -6,6 +6,8 @@ Layout::
                         "store": {"backend": "sqlite", "path": "ledger.sqlite"}
                                | {"backend": "postgres", "dsn": ..., "schema": ...}}
     DIR/lab.key        Ed25519 private key, PKCS#8 PEM, mode 0600, maybe encrypted
+                       (the LAB id's key, or the key a rotation or recovery put in
+                       force; a replaced one is kept as lab.key.old-TIMESTAMP)
     DIR/genesis.json   the federation joined (after ``disco join``)
     DIR/ledger.sqlite  the embedded store (SQLite backend)
     DIR/lab.lock       held (flock) by the process appending to the LAB's own feed
@@ -161,12 +163,11 @@ class Home:
         return cls(path, config)
 
     def signer(self, passphrase: bytes | None = None) -> Signer:
-        """The LAB key. Raises ``KeyFileError``/``PassphraseError`` (protocol.errors),
-        ``KeyFileError`` too for a key file others may read (:meth:`check_key_file`).
-
-        After a key rotation or a recovery the key is no longer the LAB id: whether
-        it is the key in force is the roster's to say (:meth:`LabNode.author_many`
-        refuses to sign with another)."""
+        """The LAB key: its first key (the LAB id) or a later one (``disco key
+        rotate``, ``disco key new`` for a recovery); whether it signs the LAB's feed
+        now is the ledger's to say (:meth:`LabNode.author_many`). Raises
+        ``KeyFileError``/``PassphraseError`` (protocol.errors), ``KeyFileError`` too
+        for a key file others may read (:meth:`check_key_file`)."""
         self.check_key_file()
         return load_private_key(self.key_path, passphrase)
 

@@ -26,7 +26,7 @@ from node.errors import NodeError
 from node.home import WRITER_WAIT_S, Home, load_genesis_file
 from node.projection import PROGRESS_EVERY, LedgerProjection, Skipped
 from node.store import SIGNATURE_CHUNK, FeedStore, Problem, SeqTaken, StoreCheck, verify_pool
-from protocol.entry import Entry, Ref, check_signature, decode_entry, sign_entry
+from protocol.entry import Entry, Ref, check_signature, decode_entry, short, sign_entry
 from protocol.errors import (
     BadSignatureError,
     ProtocolError,
@@ -221,6 +221,10 @@ class LabNode:
     ) -> list[Entry]:
         """Check, sign and store several entries in one transaction (all or none).
 
+        Each entry is signed only by the key in force for its seq (``Outcome.key_at``):
+        a key rotated away, or one waiting for a recovery to pass, raises
+        :class:`NodeError` saying which (:meth:`_key_message`).
+
         Processes writing to this LAB's feed take turns (:meth:`Home.writer_lock`,
         at most ``lock_wait_s`` seconds of waiting): each checks, signs and appends
         at the head it has just read. A writer that does not take the lock (another
@@ -252,10 +256,13 @@ class LabNode:
             self._ledger = None  # mutated below; reloaded unless the append succeeds
             entries = []
             for kind, body in items:
+                in_force = ledger.outcome.key_at(self.lab_id, seq + 1)
+                if in_force is not None and in_force != signer.public_key:
+                    raise NodeError(self._key_message(ledger, signer, seq))
                 ledger.validate(self.lab_id, kind, body, now_us)
                 seq += 1
                 entry = sign_entry(signer, federation_id=fid, seq=seq, prev=head,
-                                   ts_us=now_us, kind=kind, body=body)
+                                   ts_us=now_us, kind=kind, body=body, author=self.lab_id)
                 ledger.receive(entry)
                 entries.append(entry)
                 head = entry.hash
@@ -275,6 +282,25 @@ class LabNode:
         if ids and ids[0] == position + 1 and ids == list(range(ids[0], ids[-1] + 1)):
             self._position = ids[-1]  # nobody wrote in between: the ledger holds exactly these
         return entries
+
+    def _key_message(self, ledger: Ledger, signer: Signer, seq: int) -> str:
+        """Why ``signer`` may not sign entry ``seq + 1`` of this LAB's feed, whose key
+        in force is another: it was rotated or recovered away, it signs from a later
+        seq than this node holds, or no decision has made it the LAB's key yet."""
+        keys = ledger.outcome.members[self.lab_id].keys
+        name, mine = ledger.roster[self.lab_id], signer.public_key
+        in_force = ledger.outcome.members[self.lab_id].key_at(seq + 1)
+        since = [f for f, _, k in keys if k == mine]
+        if since and since[0] <= seq + 1:
+            by, order = next((f, o) for f, o, k in reversed(keys) if k == in_force)
+            how = "key rotation" if order == 0 else "a recovery the federation voted"
+            return (f"this key was replaced by {how}: key {short(in_force)} signs LAB "
+                    f"{name}'s feed from seq {by}; put that key in {self.home.key_path}")
+        if since:
+            return (f"this key signs LAB {name}'s feed from seq {since[0]}; this node "
+                    f"holds it to seq {seq} (sync first)")
+        return (f"this key does not sign LAB {name}'s feed yet: it waits for a recovery "
+                "to pass (disco proposals)")
 
     def _held_message(self, ledger: Ledger, applied: int, seq: int) -> str:
         """Why the ledger settled this LAB's feed only to ``applied`` of its ``seq``."""

@@ -266,14 +266,18 @@ def sign_entry(
     ts_us: int,
     kind: str,
     body: Mapping[str, Any],
+    author: bytes | None = None,
 ) -> Entry:
-    """Build and sign a new entry of ``signer``'s feed.
+    """Build and sign a new entry of ``author``'s feed (default: ``signer``'s own, a
+    LAB whose key is its id; a key put in force by a rotation or recovery signs its
+    LAB's feed under the LAB's id).
 
     Raises :class:`LocalProtocolError` for invalid header fields or a body that is
     not canonically encodable or makes the entry exceed :data:`MAX_ENTRY_SIZE`.
     """
     body_bytes = canonical.encode(dict(body))
-    header = Header(federation_id, signer.public_key, seq, prev, ts_us, kind, sha256(body_bytes))
+    header = Header(federation_id, signer.public_key if author is None else author, seq, prev,
+                    ts_us, kind, sha256(body_bytes))
     header_bytes = header.encode()
     signature = signer.sign(SIGNING_PREFIX + header_bytes)
     raw = canonical.encode([header.as_list(), signature, body_bytes])

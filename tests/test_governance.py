@@ -136,6 +136,25 @@ def test_a_lab_that_leaves_counts_to_its_departure() -> None:
     assert ledger.outcome.proposals[(p.author, p.seq)].needed == 2
 
 
+
+def test_a_ledger_restored_after_a_departure_judges_later_entries_alike() -> None:
+    # A snapshot does not hold LabState.left: the restored ledger finds it again from
+    # the lab.left act, so what the LAB writes after it is invalid for the same
+    # reason ('left', not 'removed') and the digest is the same as from nothing.
+    genesis, (a, b, c) = world(3)
+    c.write("lab.left", {}, T0 + S)
+    before = project(genesis, [e for x in (a, b, c) for e in x.entries])
+    restored = Ledger.restore(genesis, before.feeds, before.encode())
+    late = c.write("member.added", {"handle": "z", "name": "Z"}, T0 + 2 * S)
+    restored.receive(late)
+    fresh = project(genesis, [e for x in (a, b, c) for e in x.entries])
+    assert restored.invalid[(late.author, late.seq)][0] == "left"
+    assert restored.document() == fresh.document()
+    with pytest.raises(RuleViolation) as refused:
+        Ledger.restore(genesis, before.feeds, before.encode()).validate(
+            c.signer.public_key, "member.added", {"handle": "y", "name": "Y"}, T0 + 3 * S)
+    assert refused.value.code == "left"
+
 def test_keys_follow_rotations_and_recoveries() -> None:
     genesis, (a, b, c) = world(3)
     k1, k2 = Signer.from_seed(b"\x01" * 32).public_key, Signer.from_seed(b"\x02" * 32).public_key

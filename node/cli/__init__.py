@@ -41,6 +41,11 @@ COMMANDS = {
     "audit": "node.cli.audit:audit",
     "prove": "node.cli.audit:prove",
     "checkpoint": "node.cli.audit:checkpoint",
+    "propose": "node.cli.governance:propose",
+    "vote": "node.cli.governance:vote",
+    "proposals": "node.cli.governance:proposals",
+    "leave": "node.cli.governance:leave",
+    "key": "node.cli.governance:key",
 }
 """Every command, and where it is defined: a module is imported only when one of its
 commands runs (``disco record`` does not load the HTTP client, the server or the

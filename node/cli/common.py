@@ -6,6 +6,7 @@ unusable input. A user mistake gets one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import click
 from click.exceptions import NoArgsIsHelpError
 
 from federation.errors import FederationError, GenesisError, RuleViolation
+from federation.genesis import threshold_problem
 from federation.kinds import MAX_AMOUNT, MAX_MINUTES, day_problem
 from federation.valueflows import amount_text
 from node.errors import NodeError
@@ -313,25 +315,53 @@ def parse_lab_id(text: str) -> bytes:
 
 
 def resolve_lab(node: LabNode, text: str, param_hint: str) -> bytes:
-    """A LAB of the roster by its name (any case), its full id or a unique prefix of
-    its id (4 hex digits or more). Raises click.BadParameter (exit 2)."""
-    genesis = node.require_genesis()
+    """A LAB of the roster (the ledger's: founders and admitted LABs, gone ones too)
+    by its name (any case), its full id or a unique prefix of its id (4 hex digits
+    or more). Raises click.BadParameter (exit 2)."""
+    roster = node.ledger().roster
     wanted = text.strip()
-    by_name = [lab.id for lab in genesis.labs if lab.name.casefold() == wanted.casefold()]
+    by_name = [lab for lab, name in roster.items() if name.casefold() == wanted.casefold()]
     if len(by_name) == 1:
         return by_name[0]
     hex_text = wanted.lower()
     is_hex = len(hex_text) >= 4 and all(c in "0123456789abcdef" for c in hex_text)
-    by_id = [lab.id for lab in genesis.labs if is_hex and lab.id.hex().startswith(hex_text)]
+    by_id = [lab for lab in roster if is_hex and lab.hex().startswith(hex_text)]
     if len(by_id) == 1:
         return by_id[0]
-    shown = genesis.labs[:8]
-    names = ", ".join(f"{lab.name} ({lab.id.hex()[:8]})" for lab in shown)
-    if len(genesis.labs) > len(shown):
-        names += f", and {len(genesis.labs) - len(shown)} more ('disco status' lists them)"
+    shown = list(roster.items())[:8]
+    names = ", ".join(f"{name} ({lab.hex()[:8]})" for lab, name in shown)
+    if len(roster) > len(shown):
+        names += f", and {len(roster) - len(shown)} more ('disco status' lists them)"
     what = "several LABs" if len(by_id) > 1 or len(by_name) > 1 else "no LAB"
     raise click.BadParameter(f"{text!r} names {what} of the federation; give a name or "
                              f"more of the id: {names}", param_hint=param_hint)
+
+
+def parse_key(text: str, param_hint: str = "--key") -> bytes:
+    """An Ed25519 public key typed as 64 hex digits; a usage error (exit 2) otherwise."""
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise click.BadParameter(f"{text!r}: want a public key of 64 hex digits",
+                                 param_hint=param_hint)
+    return key
+
+
+def parse_threshold(text: str, param_hint: str = "--threshold") -> tuple[int, int]:
+    """A voting threshold typed as N/D (``2/3``: at least two thirds of the voters);
+    a usage error (exit 2) unless 1 <= N <= D <= 1000
+    (:func:`~federation.genesis.threshold_problem`)."""
+    match = re.fullmatch(r"\s*([0-9]{1,6})\s*/\s*([0-9]{1,6})\s*", text)
+    if match is None:
+        raise click.BadParameter(f"{text!r}: want a fraction N/D, e.g. 2/3",
+                                 param_hint=param_hint)
+    value = (int(match[1]), int(match[2]))
+    problem = threshold_problem(value)
+    if problem is not None:
+        raise click.BadParameter(f"{text!r}: {problem}", param_hint=param_hint)
+    return value
 
 
 _REF = re.compile(r"[0-9a-f]{4,64}|[0-9a-f]{1,64}:[0-9]+(:[0-9a-f]{0,64})?")
@@ -358,9 +388,11 @@ def short_ref(author: bytes | str, seq: int, hash: bytes | str | None = None) ->
 
 
 def examples(text: str) -> Callable[[F], F]:
-    """Append an example block to a command's help (every command has one)."""
+    """Append an example block to a command's help (every command has one). The
+    docstring is dedented first, as click would have it (the block's lines start
+    at the margin, which would keep click from dedenting it)."""
     def deco(f: F) -> F:
-        f.__doc__ = (f.__doc__ or "").rstrip() + "\n\n\b\nExample:\n" + text
+        f.__doc__ = inspect.cleandoc(f.__doc__ or "") + "\n\n\b\nExample:\n" + text
         return f
     return deco
 

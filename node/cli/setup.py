@@ -8,7 +8,13 @@ from pathlib import Path
 
 import click
 
-from federation.genesis import Lab, create_genesis
+from federation.genesis import (
+    DEFAULT_EXPIRY_DAYS,
+    DEFAULT_THRESHOLD,
+    MAX_EXPIRY_DAYS,
+    Lab,
+    create_genesis,
+)
 from node.cli.common import (
     EXIT_UNUSABLE,
     Failure,
@@ -20,6 +26,7 @@ from node.cli.common import (
     open_node,
     parse_amount,
     parse_lab_id,
+    parse_threshold,
 )
 from node.home import Home, write_genesis_file
 from node.store import StoreError, check_postgres
@@ -94,17 +101,27 @@ def _unit(text: str) -> tuple[str, int]:
               help="A mutual-credit unit, e.g. JXC:2.")
 @click.option("--credit-limit", "limits", multiple=True, metavar="CODE=AMOUNT",
               help="Credit limit per LAB in a unit, e.g. JXC=1000.00.")
+@click.option("--threshold", metavar="N/D",
+              help="Votes a proposal needs: at least N/D of the voting LABs (default 2/3).")
+@click.option("--expiry-days", type=click.IntRange(1, MAX_EXPIRY_DAYS),
+              default=DEFAULT_EXPIRY_DAYS, show_default=True,
+              help="A proposal not passed within this many days lapses.")
 @click.option("--out", type=click.Path(path_type=Path), required=True,
               help="Where to write the genesis file (JSON).")
 @json_option
 @examples("  disco federation create --name 'Cooperation Jackson' \\\n"
           "    --founder 3f2a...=Farm --founder 9c1b...=FabLab \\\n"
-          "    --unit JXC:2 --credit-limit JXC=1000.00 --out genesis.json")
+          "    --unit JXC:2 --credit-limit JXC=1000.00 --out genesis.json\n"
+          "  disco federation create ... --threshold 3/4 --expiry-days 14 --out genesis.json")
 def federation_create(
     name: str, founders: tuple[str, ...], units: tuple[str, ...], limits: tuple[str, ...],
-    out: Path, as_json: bool,
+    threshold: str | None, expiry_days: int, out: Path, as_json: bool,
 ) -> None:
-    """Write the genesis document of a new federation."""
+    """Write the genesis document of a new federation.
+
+    Its rules: the credit limits, the votes a proposal needs (--threshold) and how
+    long it stays open (--expiry-days); the LABs may change each later by a
+    proposal ('disco propose rule')."""
     labs = [_founder(f) for f in founders]
     unit_map = dict(_unit(u) for u in units)
     credit: dict[str, int] = {}
@@ -116,8 +133,9 @@ def federation_create(
             raise Failure(f"--credit-limit names {code!r}, which is not a --unit", EXIT_UNUSABLE)
         credit[code] = parse_amount(amount, unit_map[code], at_least=0,
                                     hint="--credit-limit")
+    fraction = parse_threshold(threshold) if threshold is not None else DEFAULT_THRESHOLD
     genesis = create_genesis(name, labs=labs, units=unit_map, credit_limits=credit,
-                             now_us=now_us())
+                             now_us=now_us(), threshold=fraction, expiry_days=expiry_days)
     write_genesis_file(out, genesis)
     if as_json:
         emit({"federation_id": genesis.federation_id.hex(), "file": str(out)})
