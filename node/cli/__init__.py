@@ -41,6 +41,8 @@ COMMANDS = {
     "audit": "node.cli.audit:audit",
     "prove": "node.cli.audit:prove",
     "checkpoint": "node.cli.audit:checkpoint",
+    "backup": "node.cli.backup:backup",
+    "restore": "node.cli.backup:restore",
 }
 """Every command, and where it is defined: a module is imported only when one of its
 commands runs (``disco record`` does not load the HTTP client, the server or the
