@@ -269,8 +269,9 @@ def _write_archive(archive: Path, manifest: dict[str, Any], files: dict[str, Pat
     """The manifest, then each file it names, streamed into a gzip'd tar; synced."""
     data = json.dumps(manifest, indent=2).encode() + b"\n"
     with archive.open("wb") as raw:
-        with tarfile.open(fileobj=raw, mode="w:gz", compresslevel=6,
-                          format=tarfile.PAX_FORMAT) as tar:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6,
+                           mtime=mtime) as gz, \
+                tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             tar.addfile(_tar_info(MANIFEST, len(data), mtime), io.BytesIO(data))
             for name in manifest["files"]:
                 with files[name].open("rb") as f:
@@ -348,14 +349,20 @@ _ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
 
 @contextmanager
 def _reading(archive: Path) -> Iterator[tarfile.TarFile]:
-    """The archive opened as a stream; its format's errors become :func:`_damaged`."""
+    """The archive opened as a stream; its format's errors become :func:`_damaged`.
+    After the block the rest is read, so that gzip checks its trailer (the CRC and
+    length of everything), which a tar stream alone would not."""
     try:
-        with tarfile.open(archive, mode="r|gz") as tar:
+        with gzip.open(archive, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
             yield tar
+            while gz.read(CHUNK):
+                pass
     except _ARCHIVE_ERRORS as e:
         why = str(e) or type(e).__name__
         if isinstance(e, EOFError) or why in ("empty file", "unexpected end of data"):
             why = "it ends too soon (a copy cut short?)"
+        elif why.startswith("Not a gzipped file"):
+            why = "not a gzip'd file"
         raise _damaged(archive, why) from None
 
 
