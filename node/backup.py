@@ -144,8 +144,7 @@ def take_backup(home: Home, out: Path, now_us: int, key_pem: bytes | None = None
             _sqlite_snapshot(config.path, store)
         feeds, entries = _feeds_of(store)
         files: dict[str, Path] = {SQLITE: store}
-        small = {CONFIG: (home.path / CONFIG).read_bytes(),
-                 GENESIS: home.genesis_path.read_bytes()}
+        small = {CONFIG: _config_bytes(home), GENESIS: home.genesis_path.read_bytes()}
         if (home.path / PEERS).is_file():
             small[PEERS] = (home.path / PEERS).read_bytes()
         if key_pem is not None:
@@ -169,6 +168,14 @@ def take_backup(home: Home, out: Path, now_us: int, key_pem: bytes | None = None
         raise BackupError(f"cannot write the backup {out}: {e.strerror or e}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _config_bytes(home: Home) -> bytes:
+    """The home's config as the archive keeps it: a PostgreSQL store's DSN, which may
+    hold a password and which a restore never uses, left out."""
+    config = dict(home.config)
+    config["store"] = {k: v for k, v in dict(config["store"]).items() if k != "dsn"}
+    return json.dumps(config, indent=2).encode() + b"\n"
 
 
 def _sqlite_snapshot(source: Path, target: Path) -> None:
@@ -285,9 +292,12 @@ def _write_archive(archive: Path, manifest: dict[str, Any], files: dict[str, Pat
 
 def restore_backup(archive: Path, dest: Path, now_us: int, *,
                    passphrase: Callable[[], bytes] | None = None, decrypt_key: bool = False,
-                   wait_for_peers: bool = True) -> Restored:
+                   wait_for_peers: bool = True, postgres_dsn: str | None = None
+                   ) -> Restored:
     """Make the home ``dest`` from the backup ``archive``, its store an SQLite store
-    whatever the backed-up node's was. ``dest`` must not exist or be empty.
+    whatever the backed-up node's was, or with ``postgres_dsn`` the LAB's schema in
+    that database (as ``disco init --postgres`` names it), which must hold no entries.
+    ``dest`` must not exist or be empty.
 
     Everything is checked first (the manifest, every file's size and sha256, the
     config and genesis against the manifest, the key against the passphrase), in a
@@ -299,7 +309,8 @@ def restore_backup(archive: Path, dest: Path, now_us: int, *,
 
     Raises :class:`HomeError` for a ``dest`` that is in use, :class:`BackupError` for
     a damaged, foreign or unreadable archive, ``PassphraseError`` for a wrong
-    passphrase.
+    passphrase, :class:`StoreError` for a PostgreSQL schema that holds entries or
+    cannot be written.
     """
     dest = Path(os.path.abspath(dest))
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -313,6 +324,7 @@ def restore_backup(archive: Path, dest: Path, now_us: int, *,
         work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.restore-", dir=parent))
     except OSError as e:
         raise HomeError(f"cannot create {dest}: {e.strerror}") from None
+    loaded: StoreConfig | None = None
     try:
         manifest = _extract(archive, work)
         config = _checked_home(archive, work, manifest)
@@ -320,6 +332,14 @@ def restore_backup(archive: Path, dest: Path, now_us: int, *,
         if KEY in manifest["files"]:
             key = _restore_key(archive, work, manifest, passphrase, decrypt_key)
         config["store"] = {"backend": "sqlite", "path": SQLITE}
+        if postgres_dsn:
+            config["store"] = {"backend": "postgres", "dsn": postgres_dsn,
+                               "schema": "disco_" + manifest["lab_id"][:16]}
+            target = StoreConfig("postgres", dsn=postgres_dsn,
+                                 schema=config["store"]["schema"])
+            _load_postgres(work / SQLITE, target)
+            loaded = target
+            (work / SQLITE).unlink()
         write_json(work / CONFIG, config)
         waiting = wait_for_peers
         if waiting:
@@ -331,13 +351,71 @@ def restore_backup(archive: Path, dest: Path, now_us: int, *,
                 os.fsync(f.fileno())
         os.rename(work, dest)  # onto nothing, or onto an empty folder
         _sync_dir(parent)
-    except OSError as e:
+    except BaseException as e:
         shutil.rmtree(work, ignore_errors=True)
-        raise HomeError(f"cannot restore into {dest}: {e.strerror or e}") from None
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        if loaded is not None:
+            _unload_postgres(loaded)
+        if isinstance(e, OSError):
+            raise HomeError(f"cannot restore into {dest}: {e.strerror or e}") from None
         raise
     return Restored(Home.open(dest), manifest, key, waiting)
+
+
+def _events_table(config: StoreConfig) -> Any:
+    from psycopg import sql
+
+    return sql.SQL("{}.stored_events").format(sql.Identifier(config.schema or "public"))
+
+
+def _load_postgres(source: Path, config: StoreConfig) -> None:
+    """Copy the stored events of the SQLite store at ``source``, in their order, into
+    the PostgreSQL store of ``config`` (its tables made as a node makes them), in one
+    transaction with COPY, a row at a time. Raises :class:`StoreError` when that
+    store already holds events (the LAB's old store?) or cannot be written."""
+    FeedStore(config).close()
+    import psycopg
+    from psycopg import sql
+
+    table = _events_table(config)
+    try:
+        db = sqlite3.connect(f"{source.absolute().as_uri()}?mode=ro", uri=True)
+        try:
+            with psycopg.connect(config.dsn or "", connect_timeout=10) as conn, \
+                    conn.transaction():
+                conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(table))
+                held = conn.execute(sql.SQL("SELECT COUNT(*) FROM {}").format(table))
+                count = held.fetchone()
+                if count and count[0]:
+                    raise StoreError(
+                        f"the PostgreSQL schema {config.schema} already holds {count[0]} "
+                        "stored events (the LAB's old store?); restore into another "
+                        "database, or drop that schema first")
+                copy_sql = sql.SQL("COPY {} (originator_id, originator_version, topic, "
+                                   "state) FROM STDIN").format(table)
+                with conn.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                    for row in db.execute("SELECT originator_id, originator_version, "
+                                          "topic, state FROM stored_events ORDER BY rowid"):
+                        copy.write_row(row)
+        finally:
+            db.close()
+    except psycopg.Error as e:
+        raise StoreError(f"cannot write the PostgreSQL store: {' '.join(str(e).split())}"
+                         ) from None
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot read the store copy: {e}") from None
+
+
+def _unload_postgres(config: StoreConfig) -> None:
+    """Take back what :func:`_load_postgres` stored (a restore that failed after it),
+    as far as the database lets us."""
+    import psycopg
+    from psycopg import sql
+
+    try:
+        with psycopg.connect(config.dsn or "", connect_timeout=10) as conn:
+            conn.execute(sql.SQL("TRUNCATE {}").format(_events_table(config)))
+    except psycopg.Error:
+        pass
 
 
 def _damaged(archive: Path, why: str) -> BackupError:

@@ -441,12 +441,13 @@ def test_restore_refuses_a_folder_in_use_and_backup_an_existing_file(
 # -- PostgreSQL --------------------------------------------------------------------
 
 
-def test_a_postgres_node_backs_up_and_restores_to_sqlite(tmp_path: Path, nodes: Nodes,
-                                                         cli: Cli) -> None:
+def test_a_postgres_node_backs_up_and_restores_to_sqlite_or_postgres(
+        tmp_path: Path, nodes: Nodes, cli: Cli) -> None:
     if not POSTGRES_DSN:
         pytest.skip("DISCO_TEST_POSTGRES is not set (CI sets it)")
     fed = make_federation(tmp_path, ["Farm", "FabLab"], postgres_dsn=POSTGRES_DSN)
     farm = fed.homes[0]
+    schema = farm.config["store"]["schema"]
     try:
         add_member(farm)
         author_contributions(farm, 40, batch=7)
@@ -457,13 +458,44 @@ def test_a_postgres_node_backs_up_and_restores_to_sqlite(tmp_path: Path, nodes: 
         assert made["store"] == "postgres" and made["entries"] == 42, made
         digest = proc.status()["state_digest"]
         nodes.stop_all()
+        with tarfile.open(archive) as tar:
+            member = tar.extractfile("node.json")
+            assert member is not None
+            assert "dsn" not in json.loads(member.read())["store"]  # no password inside
+        original = feed_raws(farm, farm.lab_id)
+
         home = tmp_path / "farm-sqlite"
         cli("restore", str(archive), "--no-wait-for-peers", home=home)
         assert Home.open(home).config["store"] == {"backend": "sqlite",
                                                    "path": "ledger.sqlite"}
         _verified(cli, home)
         assert cli.json("status", home=home)["state_digest"] == digest
-        assert feed_raws(Home.open(home), farm.lab_id) == feed_raws(farm, farm.lab_id)
+        assert feed_raws(Home.open(home), farm.lab_id) == original
+
+        # Into PostgreSQL: not over the LAB's store that is still there ...
+        into_pg = tmp_path / "farm-pg"
+        line = one_line_error(cli("restore", str(archive), "--postgres", POSTGRES_DSN,
+                                  home=into_pg, check=False), 1)
+        assert f"schema {schema} already holds 42 stored events" in line, line
+        assert not into_pg.exists() and _leftovers(tmp_path) == []
+        assert feed_raws(farm, farm.lab_id) == original
+        line = one_line_error(cli("restore", str(archive), "--postgres",
+                                  "postgresql://postgres@127.0.0.1:1/test", home=into_pg,
+                                  check=False), 2)
+        assert "cannot reach PostgreSQL" in line and not into_pg.exists()
+        # ... and once it is gone, in its place.
+        drop_schema(POSTGRES_DSN, schema)
+        cli("restore", str(archive), "--postgres", POSTGRES_DSN, "--no-wait-for-peers",
+            home=into_pg)
+        restored = Home.open(into_pg)
+        assert restored.config["store"]["backend"] == "postgres"
+        assert not (into_pg / "ledger.sqlite").exists()
+        _verified(cli, into_pg)
+        assert cli.json("status", home=into_pg)["state_digest"] == digest
+        assert feed_raws(restored, farm.lab_id) == original
+        shutil.copy(farm.key_path, restored.key_path)  # (mode 0600 kept)
+        ref = cli.json(*RECORD, home=into_pg)["ref"]  # the store takes new entries
+        assert ref.startswith(f"{farm.lab_id.hex()}:43:"), ref
     finally:
         for h in fed.homes:
             drop_schema(POSTGRES_DSN, h.config["store"]["schema"])

@@ -13,6 +13,7 @@ from node.backup import restore_backup, take_backup
 from node.cli.common import (
     EXIT_UNUSABLE,
     Failure,
+    check_postgres_dsn,
     emit,
     examples,
     home_path,
@@ -95,6 +96,10 @@ def backup(ctx: click.Context, out: Path, with_key: bool, as_json: bool) -> None
               help="Save the key from the backup unencrypted (mode 0600), as 'disco "
                    "init' does; by default it stays encrypted with the backup's "
                    "passphrase, which the node then reads from DISCO_PASSPHRASE.")
+@click.option("--postgres", "dsn", metavar="DSN",
+              help="Keep the restored entries in PostgreSQL (the LAB's own schema, as "
+                   "'disco init --postgres' makes it, which must hold none yet) instead "
+                   "of the SQLite file.")
 @click.option("--no-wait-for-peers", is_flag=True,
               help="Let the node author at once, without first syncing its own feed "
                    "from a peer. Only for a federation of one, or when you know the "
@@ -104,21 +109,24 @@ def backup(ctx: click.Context, out: Path, with_key: bool, as_json: bool) -> None
 @click.pass_context
 @examples("  disco restore farm-2026-03-01.tar.gz --home ./farm\n"
           "  disco --home ./farm sync http://fablab.example.org:8750   # then it records")
-def restore(ctx: click.Context, file: Path, decrypt_key: bool, no_wait_for_peers: bool,
-            as_json: bool) -> None:
+def restore(ctx: click.Context, file: Path, decrypt_key: bool, dsn: str | None,
+            no_wait_for_peers: bool, as_json: bool) -> None:
     """Make a node folder (--home DIR) from a backup written by 'disco backup'.
 
     DIR must not exist or be empty. The manifest and every file's sha256 are checked
     first: a damaged or foreign archive is refused and nothing is written. The store
     is restored as an SQLite store (ledger.sqlite), also from a node that kept its
-    entries in PostgreSQL. A key in the backup asks for its passphrase
-    (DISCO_BACKUP_PASSPHRASE or a prompt); a wrong one is refused.
+    entries in PostgreSQL; with --postgres DSN in PostgreSQL, from either. A key in
+    the backup asks for its passphrase (DISCO_BACKUP_PASSPHRASE or a prompt); a
+    wrong one is refused.
 
     The backup may be older than the LAB's own feed as its peers hold it: the
     restored node authors nothing (record, transfer, ...) until a sync with a peer
     ('disco sync', or 'disco serve' with peers) has brought it its own feed, so it
     does not fork it. 'disco status' shows the wait."""
     dest = home_path(ctx)
+    if dsn:
+        check_postgres_dsn(dsn)
     asked: list[bytes] = []
 
     def passphrase() -> bytes:
@@ -127,11 +135,13 @@ def restore(ctx: click.Context, file: Path, decrypt_key: bool, no_wait_for_peers
         return asked[0]
 
     done = restore_backup(file, dest, now_us(), passphrase=passphrase,
-                          decrypt_key=decrypt_key, wait_for_peers=not no_wait_for_peers)
+                          decrypt_key=decrypt_key, wait_for_peers=not no_wait_for_peers,
+                          postgres_dsn=dsn)
     manifest = done.manifest
     peers = load_peers(done.home)
     if as_json:
         emit({"home": str(done.home.path), "lab_id": manifest["lab_id"],
+              "store": done.home.config["store"]["backend"],
               "federation_id": manifest["federation_id"], "entries": done.entries,
               "feeds": manifest["feeds"], "created_us": manifest["created_us"],
               "with_key": done.key is not None, "key": done.key,
