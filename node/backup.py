@@ -160,9 +160,10 @@ def take_backup(home: Home, out: Path, now_us: int, key_pem: bytes | None = None
         }
         archive = work / "archive.tar.gz"
         _write_archive(archive, manifest, files, now_us // 1_000_000)
-        if out.exists():
-            raise BackupError(f"{out} already exists; not overwriting it")
-        archive.replace(out)
+        try:
+            os.link(archive, out)  # never over a file that appeared meanwhile
+        except FileExistsError:
+            raise BackupError(f"{out} already exists; not overwriting it") from None
         return Backup(out, manifest, out.stat().st_size)
     except OSError as e:
         raise BackupError(f"cannot write the backup {out}: {e.strerror or e}") from None
@@ -273,9 +274,11 @@ def _tar_info(name: str, size: int, mtime: int) -> tarfile.TarInfo:
 
 def _write_archive(archive: Path, manifest: dict[str, Any], files: dict[str, Path],
                    mtime: int) -> None:
-    """The manifest, then each file it names, streamed into a gzip'd tar; synced."""
+    """The manifest, then each file it names, streamed into a gzip'd tar readable by
+    its owner only; synced."""
     data = json.dumps(manifest, indent=2).encode() + b"\n"
-    with archive.open("wb") as raw:
+    with os.fdopen(os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600),
+                   "wb") as raw:
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6,
                            mtime=mtime) as gz, \
                 tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar:

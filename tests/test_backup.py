@@ -199,6 +199,11 @@ def test_no_wait_for_peers_authors_at_once(tmp_path: Path, cli: Cli) -> None:
     ref = json.loads(cli(*RECORD, "--json", home=home, env=OWN).stdout)["ref"]
     assert ref.startswith(f"{solo.lab_id.hex()}:3:")
 
+    # A marker that cannot be read still means: wait.
+    (home / "restored.json").write_text("{not json")
+    assert cli.json("status", home=home)["restored"] == {"waiting_for_sync": True}
+    assert WAITING in one_line_error(cli(*RECORD, home=home, check=False, env=OWN), 1)
+
 
 # -- a consistent copy while the node serves and records -------------------------------
 
@@ -261,6 +266,7 @@ def test_the_key_round_trip_and_a_wrong_passphrase(tmp_path: Path, cli: Cli) -> 
                               home=farm.path, check=False, input=""), 2)
     assert "DISCO_BACKUP_PASSPHRASE" in line and not archive.exists()
     cli("backup", "--out", str(archive), "--with-key", home=farm.path, env=PASS)
+    assert archive.stat().st_mode & 0o777 == 0o600
     with tarfile.open(archive) as tar:
         member = tar.extractfile("lab.key")
         assert member is not None
