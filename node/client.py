@@ -283,6 +283,8 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
             result.stored_there += stored if type(stored) is int and stored > 0 else 0
             after = rows[-1][0]
             result.remote_frontier[author] = max(after, result.remote_frontier.get(author, 0))
+    if service.home.restored() is not None:
+        await _end_restored_wait(service, url, remote.get(node.lab_id))
     if todo.swap_checkpoints(result.pulled):
         await _swap_checkpoints(service, client, list(roster), result)
     result.requests = client.requests
@@ -345,6 +347,28 @@ async def sync_until_in_sync(service: NodeService, session: aiohttp.ClientSessio
         if not (r.pulled or r.stored_there or r.forks):
             outcome.stalled = True
             return outcome
+
+
+async def _end_restored_wait(service: NodeService, url: str,
+                             theirs: tuple[int, bytes] | None) -> None:
+    """The one place where a node restored from a backup (:meth:`Home.restored`) may
+    author again: after a round in which the peer at ``url`` answered its frontier,
+    once this node holds its own feed as far as that peer holds it (``theirs``: the
+    peer's (seq, head) of it, None when it holds none), at the same head, and holds
+    no fork proof of it. A round that pulled only part of it leaves the wait on."""
+    node = service.node
+    seq, _ = await service.read(node.store.head, node.lab_id)
+    if theirs is not None:
+        if seq < theirs[0]:
+            return
+        held = await service.read(node.store.get, node.lab_id, theirs[0])
+        if held is None or held.hash != theirs[1]:
+            return
+    if node.lab_id in await service.read(node.store.fork_proofs):
+        return
+    if service.home.clear_restored():
+        service.log(f"restored from a backup: this node now holds its own feed as {url} "
+                    f"does (seq {seq}); it may author again")
 
 
 async def _swap_checkpoints(service: NodeService, client: PeerClient, roster: list[bytes],

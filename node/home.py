@@ -15,6 +15,8 @@ Layout::
     DIR/checked.json   the outcome of the last full check of the store:
                        {"at": ISO 8601 UTC, "ok": bool, "problems": int,
                         "by": "init" | "verify" | "rebuild" | "audit" | "catch-up"}
+    DIR/restored.json  written by ``disco restore``: the node waits for a sync with a
+                       peer before it authors anything (:meth:`Home.restored`)
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ SQLITE = "ledger.sqlite"
 LOCK = "lab.lock"
 SERVE_LOCK = "serve.lock"
 CHECKED = "checked.json"
+RESTORED = "restored.json"
 WRITER_WAIT_S = 30.0
 """How long a writer waits for another process appending to the same feed."""
 
@@ -59,6 +62,12 @@ class HomeError(NodeError):
 
 class NodeRunning(NodeError):
     """Another ``disco serve`` holds this home (:meth:`Home.serve_lock`)."""
+
+
+class WaitingForSync(NodeError):
+    """This node was restored from a backup and has not synced its own feed from a
+    peer yet (:meth:`Home.check_may_author`): what it would author now could fork
+    its own feed."""
 
 
 def _open_lock(path: Path) -> int:
@@ -137,7 +146,7 @@ class Home:
         config = {"format": HOME_FORMAT, "lab_id": signer.public_key.hex(), "name": name,
                   "store": store}
         save_private_key(path / KEY, signer, passphrase)
-        _write_json(path / CONFIG, config)
+        write_json(path / CONFIG, config)
         home = cls(path, config)
         home.record_check(ok=True, problems=0, by="init")  # an empty store holds nothing wrong
         return home, signer
@@ -250,7 +259,7 @@ class Home:
         ``disco rebuild``, ``disco audit --home``, a catch-up of the ledger from
         nothing), for :meth:`last_check`."""
         at = at or datetime.now(UTC)
-        _write_json(self.path / CHECKED, {
+        write_json(self.path / CHECKED, {
             "at": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "ok": ok,
             "problems": problems, "by": by})
 
@@ -267,6 +276,40 @@ class Home:
             return None
         return checked
 
+    def restored(self) -> dict[str, Any] | None:
+        """While this node waits, after ``disco restore``, to sync its own feed from a
+        peer: ``{"waiting_for_sync": True, ...}`` with what the marker file says of
+        the backup (``backup_created_us``, ``own_seq``: the seq of its own feed in
+        the backup, ``restored_us``). None once a sync has cleared it (or when the
+        node was never restored). A damaged marker still counts as waiting."""
+        try:
+            data = json.loads((self.path / RESTORED).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            data = {}
+        kept = {k: v for k, v in (data.items() if isinstance(data, dict) else [])
+                if k in ("backup_created_us", "own_seq", "restored_us")
+                and type(v) is int}
+        return {"waiting_for_sync": True, **kept}
+
+    def check_may_author(self) -> None:
+        """Raise :class:`WaitingForSync` while :meth:`restored` says the node waits."""
+        if (self.path / RESTORED).exists():
+            raise WaitingForSync(
+                "this node was restored from a backup and has not synced its own feed "
+                "from a peer yet; sync with a peer first ('disco sync', or 'disco serve' "
+                "with peers), so that it does not fork its own feed")
+
+    def clear_restored(self) -> bool:
+        """End the wait of :meth:`restored` (a sync has brought the node its own feed
+        as a peer holds it); True when there was one."""
+        try:
+            (self.path / RESTORED).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def genesis(self) -> Genesis | None:
         """The joined federation's genesis, or None before ``disco join``."""
         if not self.genesis_path.exists():
@@ -274,7 +317,8 @@ class Home:
         return load_genesis_file(self.genesis_path)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path``: a temp file, synced, then renamed over it."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # (two writers: two temp files)
     with tmp.open("w", encoding="utf-8") as f:
         json.dump(data, f, indent=2)

@@ -230,8 +230,11 @@ class LabNode:
         at the head it has just read. A writer that does not take the lock (another
         machine on a shared PostgreSQL store, a peer relaying this LAB's entries back)
         is caught by the store: the loser re-reads the head and builds again, so a
-        second writer never makes a LAB fork its own log.
+        second writer never makes a LAB fork its own log. A node restored from a
+        backup refuses (``WaitingForSync``) until a sync with a peer has brought it
+        its own feed (:meth:`Home.check_may_author`).
         """
+        self.home.check_may_author()
         genesis = self.require_genesis()
         signer = self.signer
         if signer is None:

@@ -216,7 +216,8 @@ def status_of(node: LabNode, peers: list[dict[str, Any]],
     (``we_lack``) and the most this node holds that a peer lacks (``peers_lack``),
     by the frontiers the peers last showed. ``summary``: :meth:`LabNode.summary`'s
     document when the caller has it already (the dashboard's, from the ledger it
-    holds)."""
+    holds). ``restored``: :meth:`Home.restored` (null unless a restored node waits
+    to sync its own feed)."""
     genesis = node.require_genesis()
     summary = summary if summary is not None else node.summary()
     forks = node.store.fork_proofs()
@@ -251,6 +252,7 @@ def status_of(node: LabNode, peers: list[dict[str, Any]],
         "invalid": summary["invalid"],
         "pending": summary["pending"],
         "verified": node.home.last_check(),
+        "restored": node.home.restored(),
         "roster": [{"lab": lab.hex(), "name": m.name, "state": m.state, "key": m.key().hex(),
                     "seq": held.get(lab, 0)} for lab, m in members.items()],
         "lag": feed_lag,

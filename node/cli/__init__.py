@@ -46,6 +46,8 @@ COMMANDS = {
     "proposals": "node.cli.governance:proposals",
     "leave": "node.cli.governance:leave",
     "key": "node.cli.governance:key",
+    "backup": "node.cli.backup:backup",
+    "restore": "node.cli.backup:restore",
 }
 """Every command, and where it is defined: a module is imported only when one of its
 commands runs (``disco record`` does not load the HTTP client, the server or the

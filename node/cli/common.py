@@ -145,6 +145,17 @@ def passphrase_for(home: Home) -> bytes | None:
     raise PassphraseError(f"{home.key_path}: the key is encrypted; set DISCO_PASSPHRASE")
 
 
+def check_postgres_dsn(dsn: str) -> None:
+    """Connect to ``dsn`` once (:func:`node.store.check_postgres`); a failure is one
+    line naming the DSN (its password hidden) and the reason, exit 2."""
+    from node.store import StoreError, check_postgres
+
+    try:
+        check_postgres(dsn)
+    except StoreError as e:
+        raise Failure(str(e), EXIT_UNUSABLE) from None
+
+
 def load_signer(home: Home) -> Signer:
     home.check_key_file()  # before asking for a passphrase, as ssh does
     return home.signer(passphrase_for(home))

@@ -342,3 +342,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(line)
     for f in doc["forks"]:
         click.echo(f"FORK       {f['author']} at seq {f['seq']}: feed frozen")
+    if doc.get("restored"):
+        click.echo("RESTORED   from a backup: authors nothing until a sync with a peer "
+                   "brings its own feed ('disco sync')")

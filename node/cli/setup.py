@@ -18,6 +18,7 @@ from federation.genesis import (
 from node.cli.common import (
     EXIT_UNUSABLE,
     Failure,
+    check_postgres_dsn,
     emit,
     examples,
     home_path,
@@ -29,7 +30,6 @@ from node.cli.common import (
     parse_threshold,
 )
 from node.home import Home, write_genesis_file
-from node.store import StoreError, check_postgres
 from protocol.entry import Entry
 
 
@@ -56,22 +56,13 @@ def init(ctx: click.Context, name: str, encrypt: bool, dsn: str | None, as_json:
         passphrase = (env or click.prompt("New passphrase", hide_input=True,
                                           confirmation_prompt=True)).encode()
     if dsn:
-        _check_postgres(dsn)
+        check_postgres_dsn(dsn)
     home, signer = Home.create(home_path(ctx), name, passphrase=passphrase, postgres_dsn=dsn)
     if as_json:
         emit({"lab_id": signer.public_key.hex(), "name": name, "home": str(home.path)})
     else:
         click.echo(f"LAB {name!r} created in {home.path}")
         click.echo(f"lab_id {signer.public_key.hex()}")
-
-
-def _check_postgres(dsn: str) -> None:
-    """Connect to ``dsn`` once (:func:`node.store.check_postgres`); a failure is one
-    line naming the DSN (its password hidden) and the reason, exit 2."""
-    try:
-        check_postgres(dsn)
-    except StoreError as e:
-        raise Failure(str(e), EXIT_UNUSABLE) from None
 
 
 @click.group()
