@@ -42,7 +42,7 @@ def export_bundle(node: LabNode, out: BinaryIO, now_us: int, *,
     Returns the number of entries written.
     """
     genesis = node.require_genesis()
-    book = CheckpointBook(node.store, genesis.federation_id)
+    book = CheckpointBook(node.store, genesis.federation_id, node.current_key)
     if node.signer is not None:
         book.sign_own(node.signer, node.lab_id)
     writer = BundleWriter(out, genesis.federation_id, now_us)

@@ -465,6 +465,9 @@ class LabNode:
         elif self._position < self.store.max_notification_id():
             self._ledger, self._position = projection.catch_up(self._ledger, self._position,
                                                                progress=progress)
+        if self._ledger.outcome.repairs:
+            self._apply_repairs(self._ledger)  # (which builds the ledger again if needed)
+        assert self._ledger is not None
         return self._ledger
 
     def _note_check(self, projection: LedgerProjection, by: str = "catch-up") -> None:

@@ -407,6 +407,12 @@ class FeedStore:
         datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
         with _translated(), datastore.transaction(commit=True) as c:
             c.execute(sql, [author.hex(), from_seq])
+            # Its checkpoints were signed over the branch set aside (or under the key
+            # a repair replaced): they go too; the LAB signs new ones.
+            c.execute(sql, [f"checkpoints-{author.hex()}", 0])
+            for table in ("{t}", "{s}"):  # its Merkle range, to be built again
+                c.execute(self._view_sql(f"DELETE FROM {table} WHERE name=?"),
+                          [f"merkle-{author.hex()}"])
         return len(rows)
 
     def set_aside_entries(self, author: bytes) -> Iterator[Entry]:

@@ -97,6 +97,10 @@ def test_three_founders_admit_a_fourth_lab_that_joins_records_and_trades(
     audit = json.loads(cli("audit", str(out), "--json", home=land).stdout)
     assert audit["ok"], audit
     assert audit["state_digest"] == status["state_digest"]
+    [admitted] = [r for r in audit["roster"] if r["lab"] == new_id]
+    assert admitted["name"] == "Nueva" and admitted["admitted"] == ref
+    [admission] = audit["proposals"]
+    assert (admission["action"], admission["state"], admission["needed"]) == ("admit", "passed", 2)
 
 
 def test_a_rotated_key_no_longer_speaks_for_its_lab(tmp_path: Path, nodes: Nodes,
@@ -228,8 +232,14 @@ def test_a_hand_made_fork_is_repaired_by_vote(tmp_path: Path, nodes: Nodes, cli:
     with LabNode.open(Home.open(fablab), Home.open(fablab).signer()) as node:
         node.author("proposal.voted", {"proposal": node.resolve_ref(ref).as_list(),
                                        "vote": "yes"}, now_us())
+    # LandTrust installs the new key and restarts its node, which learns the repair.
     (land / "lab.key").unlink()
     save_private_key(land / "lab.key", new)
+    procs[2].stop()
+    procs[2] = nodes.start_one(land)
+    set_peers(land, [p.url for p in procs[:2]])
+    for i, home in enumerate((farm, fablab)):
+        set_peers(home, [p.url for j, p in enumerate(procs) if j != i])
     wait_until(lambda: not cli("member", "add", "dee", "--name", "Dee", home=land,
                                check=False).returncode, what="LandTrust records again")
     homes = [farm, fablab, land]
@@ -243,3 +253,10 @@ def test_a_hand_made_fork_is_repaired_by_vote(tmp_path: Path, nodes: Nodes, cli:
     cli("export", "--out", str(out), home=fablab)
     audit = json.loads(cli("audit", str(out), "--json", home=fablab).stdout)
     assert audit["ok"], audit
+    assert [r["author"] for r in audit["repaired"]] == [land_id.hex()]
+    # The copy, which never learned of the repair, records on; the federation no
+    # longer hears its key.
+    cli("member", "add", "eve", "--name", "Eve", home=copy)
+    late = cli("sync", procs[0].url, home=copy, check=False)
+    assert late.returncode == 1 and "no longer uses" in late.stdout + late.stderr
+    assert procs[0].frontier()[land_id.hex()] == 2

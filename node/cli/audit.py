@@ -256,7 +256,7 @@ def prove(ctx: click.Context, ref: str | None, old: Path | None, out: Path,
     """Write a proof a third party checks offline with 'disco audit --proof'."""
     with open_node(ctx, writer=True) as node:
         genesis = node.require_genesis()
-        book = CheckpointBook(node.store, genesis.federation_id)
+        book = CheckpointBook(node.store, genesis.federation_id, node.current_key)
         own_cp, own_note = book.sign_own(node.signer, node.lab_id)  # type: ignore[arg-type]
         if old is not None:
             try:
@@ -311,7 +311,8 @@ def checkpoint(ctx: click.Context, out: Path | None, as_json: bool) -> None:
 
     With --json: the feed's size and root hash, the note itself and the file."""
     with open_node(ctx, writer=True) as node:
-        book = CheckpointBook(node.store, node.require_genesis().federation_id)
+        book = CheckpointBook(node.store, node.require_genesis().federation_id,
+                              node.current_key)
         cp, note = book.sign_own(node.signer, node.lab_id)  # type: ignore[arg-type]
         lab_id = node.lab_id
     if out is not None:
