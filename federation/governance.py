@@ -152,6 +152,8 @@ class Outcome:
     """unit -> [(in force from ts_us, credit limit)] of passed rule changes, in order."""
     repairs: dict[bytes, Ref] = field(default_factory=dict)
     """LAB -> the entry its forked feed continues from."""
+    units: frozenset[str] = frozenset()
+    """The federation's units (a rule change names one of them)."""
 
     def effects(self) -> tuple[Any, ...]:
         """Everything that changes how other entries count (a change of it makes the
@@ -177,7 +179,7 @@ def decide(genesis: Genesis, acts: Iterable[Act]) -> Outcome:
     Pure and deterministic: the same set of acts in any order gives the same
     :class:`Outcome`. Never raises for any content of a schema-checked act.
     """
-    out = Outcome(founders(genesis))
+    out = Outcome(founders(genesis), units=frozenset(genesis.units))
     acts = sorted(acts, key=lambda a: (a.author, a.seq))
     first_left: dict[bytes, int] = {}
     for act in acts:
@@ -333,6 +335,8 @@ def _effect(out: Outcome, act: Act, at: int, check_only: bool = False) -> str | 
         out.members[lab] = Member(lab, body["name"], keys=[(1, 0, lab)], admitted=act.ref())
         return None
     if action == "rule":
+        if "unit" in body and body["unit"] not in out.units:
+            return f"{body['unit']} is not a unit of the federation"
         if check_only:
             return None
         if "unit" in body:

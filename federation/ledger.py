@@ -33,7 +33,6 @@ node's store, a test's dict, an audit bundle), so it holds no feed in memory.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
@@ -50,13 +49,12 @@ from federation.kinds import (
     check_total,
     entry_body,
 )
+from federation.transfers import OUTSTANDING, Offer, answer, offer, reclaim
 from protocol import canonical
 from protocol.entry import Entry, Ref, entry_parts, sha256, short, where
 from protocol.errors import ProtocolError
 
 LEDGER_VERSION = 3
-OFFERED, ACCEPTED, DECLINED, RECLAIMED = "offered", "accepted", "declined", "reclaimed"
-OUTSTANDING = (OFFERED, DECLINED)
 
 
 class Feeds(Protocol):
@@ -67,36 +65,6 @@ class Feeds(Protocol):
 
     def entries_after(self, author: bytes, seq: int) -> Iterator[Entry]:
         """The held entries of ``author``'s feed after ``seq``, in seq order."""
-
-
-@dataclass(slots=True)
-class Offer:
-    """A valid ``transfer.offered`` and what became of it."""
-
-    payer: bytes
-    seq: int
-    hash: bytes
-    payee: bytes
-    amount: int
-    unit: str
-    ts_us: int
-    state: str = OFFERED
-    answer: tuple[bytes, int] | None = None
-    answer_hash: bytes | None = None
-
-    def ref(self) -> Ref:
-        return Ref(self.payer, self.seq, self.hash)
-
-    def row(self) -> list[Any]:
-        answer = list(self.answer) if self.answer else None
-        return [self.payer, self.seq, self.hash, self.payee, self.amount, self.unit,
-                self.ts_us, self.state, answer, self.answer_hash]
-
-    @classmethod
-    def from_row(cls, row: list[Any]) -> Offer:
-        answer = (row[8][0], row[8][1]) if row[8] else None
-        return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], answer,
-                   row[9])
 
 
 def _month_of(ts_us: int) -> str:
@@ -339,16 +307,6 @@ class Ledger:
             if state is not None:
                 state.last = member.last
 
-    def _limit(self, unit: str, ts_us: int) -> int:
-        """The credit limit in ``unit`` for an offer timestamped ``ts_us``."""
-        changes = self.outcome.limits.get(unit)
-        limit = self.limits.get(unit, 0)
-        if changes:
-            for at, value in changes:
-                if at <= ts_us:
-                    limit = value
-        return limit
-
     def _settle(self, came: Arrival, lab: LabState) -> list[bytes]:
         """Apply, reject or park one entry of ``lab``'s feed; return the feeds its
         settling wakes."""
@@ -427,11 +385,11 @@ class Ledger:
             key, minutes = self._contribution(author, body, ts_us)
             return partial(self.contributions.__setitem__, key, minutes)
         if kind == "transfer.offered":
-            return self._offer(author, seq, body, ts_us, digest or sha256(header_bytes))
+            return offer(self, author, seq, body, ts_us, digest or sha256(header_bytes))
         if kind in ("transfer.accepted", "transfer.declined"):
-            return self._answer(author, seq, kind, body, digest or sha256(header_bytes))
+            return answer(self, author, seq, kind, body, digest or sha256(header_bytes))
         if kind == "transfer.reclaimed":
-            return self._reclaim(author, body)
+            return reclaim(self, author, body)
         if kind == "contribution.acknowledged":
             return self._acknowledge(author, seq, body)
         if kind == "income.recorded":
@@ -475,29 +433,6 @@ class Ledger:
         if unit not in self.units:
             raise RuleViolation("unknown-unit", f"unit {unit!r} is not a federation unit")
 
-    def _offer(self, author: bytes, seq: int, body: Mapping[str, Any], ts_us: int,
-               digest: bytes) -> Effect:
-        unit, amount, payee = body["unit"], body["amount"], body["to"]
-        self._unit(unit)
-        if payee not in self.roster:
-            raise RuleViolation("unknown-lab", "the payee is not a member LAB")
-        if payee == author:
-            raise RuleViolation("self-transfer", "a LAB cannot pay itself")
-        unit, payee = self._same[unit], self._same[payee]
-        limit = self._limit(unit, ts_us)
-        after = self.balance(author, unit) - amount
-        if after < -limit:
-            raise RuleViolation(
-                "over-credit-limit",
-                f"offer of {amount} {unit} would take the balance to {after}, "
-                f"below the credit limit of -{limit}")
-        check_total(after, f"the balance in {unit}")
-
-        def effect() -> None:
-            self.balances[(author, unit)] = after
-            self.offers[(author, seq)] = Offer(author, seq, digest, payee, amount, unit, ts_us)
-        return effect
-
     def _referenced(self, ref: Ref) -> Entry | None:
         """Raise PendingReference unless ``ref``'s target is settled; check its hash."""
         if ref.author not in self.roster:
@@ -511,85 +446,6 @@ class Ledger:
         if actual != ref.hash:
             raise RuleViolation("bad-reference",
                                 f"{where(ref.author, ref.seq)} has another hash than referenced")
-
-    def _offer_at(self, ref: Ref) -> Offer:
-        self._referenced(ref)
-        offer = self.offers.get((ref.author, ref.seq))
-        if offer is None:
-            reason = self.invalid.get((ref.author, ref.seq))
-            raise RuleViolation("bad-reference", f"{where(ref.author, ref.seq)} is not a "
-                                + ("valid offer" if reason else "transfer offer"))
-        self._check_hash(ref, offer.hash)
-        return offer
-
-    def _answer(self, author: bytes, seq: int, kind: str, body: Mapping[str, Any],
-                digest: bytes) -> Effect:
-        offer = self._offer_at(Ref.from_value(body["offer"]))
-        if offer.payee != author:
-            raise RuleViolation("not-payee", "only the payee may answer an offer")
-        if offer.state != OFFERED:
-            # The message must not name the offer's current state: that depends on
-            # arrival order (declined vs reclaimed); the fact of an answer does not.
-            raise RuleViolation("already-answered",
-                                f"offer {where(offer.payer, offer.seq)} was already answered")
-
-        key = (author, offer.unit)
-        credited = (check_total(self.balance(*key) + offer.amount, f"the balance in {offer.unit}")
-                    if kind == "transfer.accepted" else 0)
-
-        def effect() -> None:
-            offer.answer, offer.answer_hash = (author, seq), digest
-            if kind == "transfer.accepted":
-                offer.state = ACCEPTED
-                self.balances[key] = credited
-            else:
-                offer.state = DECLINED
-        return effect
-
-    def _reclaim(self, author: bytes, body: Mapping[str, Any]) -> Effect:
-        offer = self._offer_at(Ref.from_value(body["offer"]))
-        decline = Ref.from_value(body["decline"])
-        if offer.payer != author:
-            raise RuleViolation("not-payer", "only the payer may reclaim an offer")
-        payee = self.outcome.members.get(offer.payee)
-        if payee is not None and payee.gone_by is not None and (
-                (decline.author, decline.seq) == (payee.gone_by.author, payee.gone_by.seq)):
-            return self._reclaim_from_gone(offer, decline, payee.gone_by, payee.last or 0)
-        self._referenced(decline)
-        if offer.state == RECLAIMED:
-            raise RuleViolation("already-reclaimed", "this offer was already reclaimed")
-        if offer.state != DECLINED or offer.answer != (decline.author, decline.seq):
-            raise RuleViolation("not-declined", "the referenced decline is not this offer's "
-                                "answer")
-        self._check_hash(decline, offer.answer_hash or b"")
-        key = (author, offer.unit)
-        credited = check_total(self.balance(*key) + offer.amount, f"the balance in {offer.unit}")
-
-        def effect() -> None:
-            offer.state = RECLAIMED
-            self.balances[key] = credited
-        return effect
-
-    def _reclaim_from_gone(self, offer: Offer, decline: Ref, gone: Ref, last: int) -> Effect:
-        """An offer to a LAB that left or was removed, unanswered in the part of its
-        feed that counts, is declined by its departure (``decline`` names the
-        ``lab.left`` entry or the removal proposal): the payer reclaims it."""
-        self._check_hash(decline, gone.hash)
-        if self.applied(offer.payee) < last:
-            raise PendingReference(Ref(offer.payee, last, b"\0" * 32),
-                                   f"waits for {where(offer.payee, last)}")
-        if offer.state == RECLAIMED:
-            raise RuleViolation("already-reclaimed", "this offer was already reclaimed")
-        if offer.state != OFFERED:
-            raise RuleViolation("not-declined", "the payee answered this offer before it left")
-        key = (offer.payer, offer.unit)
-        credited = check_total(self.balance(*key) + offer.amount, f"the balance in {offer.unit}")
-
-        def effect() -> None:
-            offer.state, offer.answer, offer.answer_hash = RECLAIMED, (gone.author,
-                                                                        gone.seq), gone.hash
-            self.balances[key] = credited
-        return effect
 
     def _acknowledge(self, author: bytes, seq: int, body: Mapping[str, Any]) -> Effect:
         ref = Ref.from_value(body["contribution"])

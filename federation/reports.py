@@ -22,7 +22,8 @@ from typing import Any
 
 from federation.errors import FederationError
 from federation.kinds import STREAMS
-from federation.ledger import OUTSTANDING, Ledger
+from federation.ledger import Ledger
+from federation.transfers import OUTSTANDING
 
 DEFAULT_WEIGHTS = {"livelihood": 1, "love": 1, "care": 1}
 

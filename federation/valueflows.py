@@ -52,7 +52,8 @@ from urllib.parse import quote
 from federation.corrections import in_force
 from federation.errors import RuleViolation
 from federation.kinds import entry_body
-from federation.ledger import ACCEPTED, Ledger
+from federation.ledger import Ledger
+from federation.transfers import ACCEPTED
 from protocol.entry import Entry
 
 VF = "https://w3id.org/valueflows#"

@@ -186,6 +186,16 @@ def test_a_credit_limit_raised_by_vote_applies_from_the_deciding_vote() -> None:
     assert ledger.balance(a.signer.public_key, "JXC") == -2 * LIMIT
 
 
+def test_a_rule_for_a_unit_the_federation_lacks_is_rejected() -> None:
+    genesis, (a, b, c) = world(3)
+    p = propose(a, T0, "rule", unit="EUR", credit_limit=10)
+    vote(b, p, T0 + S)
+    ledger = every_order(genesis, [a, b, c])
+    proposal = ledger.outcome.proposals[(p.author, p.seq)]
+    assert (proposal.state, proposal.reason) == (REJECTED, "EUR is not a unit of the federation")
+    assert not ledger.outcome.limits
+
+
 def test_competing_proposals_the_first_made_wins() -> None:
     genesis, (a, b, c) = world(3)
     n = newcomer(genesis)

@@ -12,7 +12,8 @@ from federation import reports
 from federation.errors import FederationError
 from federation.genesis import Genesis, Lab, create_genesis
 from federation.kinds import STREAMS
-from federation.ledger import ACCEPTED, DECLINED, OFFERED, RECLAIMED, Ledger, Offer
+from federation.ledger import Ledger
+from federation.transfers import ACCEPTED, DECLINED, OFFERED, RECLAIMED, Offer
 from protocol.entry import Entry
 
 FARM, FAB, LAND = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32

@@ -21,7 +21,8 @@ from federation import reports
 from federation.errors import FederationError, RuleViolation
 from federation.genesis import Genesis
 from federation.kinds import PERIOD, STREAMS, entry_body
-from federation.ledger import OFFERED, OUTSTANDING, Ledger, Offer
+from federation.ledger import Ledger
+from federation.transfers import OFFERED, OUTSTANDING, Offer
 from federation.valueflows import amount_text
 from node.checkpoints import CheckpointBook
 from node.cli.common import short_ref
