@@ -260,3 +260,59 @@ def test_a_hand_made_fork_is_repaired_by_vote(tmp_path: Path, nodes: Nodes, cli:
     late = cli("sync", procs[0].url, home=copy, check=False)
     assert late.returncode == 1 and "no longer uses" in late.stdout + late.stderr
     assert procs[0].frontier()[land_id.hex()] == 2
+
+
+def test_a_removed_labs_later_entries_count_nowhere(tmp_path: Path, nodes: Nodes,
+                                                    cli: Cli) -> None:
+    fed = federation(tmp_path, ["Farm", "FabLab", "LandTrust"])
+    farm, fablab, land = (h.path for h in fed.homes)
+    land_id = fed.homes[2].lab_id.hex()
+    offer = cli.json("transfer", "offer", "--to", "LandTrust", "--amount", "5.00",
+                     "--unit", "JXC", home=farm)
+    cli("transfer", "offer", "--to", "FabLab", "--amount", "2.00", "--unit", "JXC", home=land)
+    procs = nodes.start(farm, fablab, land)
+    for i, home in enumerate((farm, fablab, land)):
+        set_peers(home, [p.url for j, p in enumerate(procs) if j != i])
+    wait_until(lambda: all(p.frontier().get(land_id, 0) == 2 for p in procs[:2]),
+               what="LandTrust's offer everywhere")
+    procs[2].stop()  # LandTrust is away while the others vote
+    ref = author(farm, "proposal.made", {"action": "remove", "lab": bytes.fromhex(land_id),
+                                         "last_seq": 2})
+    wait_until(lambda: procs[1].frontier().get(fed.homes[0].lab_id.hex(), 0) >= 3,
+               what="the proposal at FabLab")
+    with LabNode.open(Home.open(fablab), Home.open(fablab).signer()) as node:
+        node.author("proposal.voted", {"proposal": node.resolve_ref(ref).as_list(),
+                                       "vote": "yes"}, now_us())
+    # Not knowing yet, LandTrust records on, and accepts Farm's offer.
+    cli("member", "add", "zed", "--name", "Zed", home=land)
+    cli("transfer", "accept", offer["ref"], home=land)
+    procs[2] = nodes.start_one(land)
+    set_peers(land, [p.url for p in procs[:2]])
+    for i, home in enumerate((farm, fablab)):
+        set_peers(home, [p.url for j, p in enumerate(procs) if j != i])
+    homes = [farm, fablab, land]
+    wait_until(lambda: all(p.frontier().get(land_id, 0) == 4 for p in procs) and len(
+        digests([], cli, homes)) == 1, timeout=60, what="every node holds LandTrust's tail")
+    # Its entries after the cut count nowhere: Farm's offer is still unanswered, and
+    # Farm reclaims it, the removal standing as the decline.
+    cli("transfer", "reclaim", offer["ref"], home=farm)
+    wait_until(lambda: len(digests([], cli, homes)) == 1 and all(
+        p.frontier().get(fed.homes[0].lab_id.hex(), 0) >= 4 for p in procs), timeout=60,
+        what="the reclaim everywhere")
+    for home in homes:
+        status = cli.json("status", home=home)
+        assert {r["lab"]: r["state"] for r in status["roster"]}[land_id] == "removed"
+        assert status["invalid"] == 2
+        out = tmp_path / f"{home.name}.bundle"
+        cli("export", "--out", str(out), home=home)
+        audit = json.loads(cli("audit", str(out), "--json", home=home, check=False).stdout)
+        assert [(v["author"], v["seq"], v["code"]) for v in audit["violations"]] == [
+            (land_id, 3, "removed"), (land_id, 4, "removed")]
+        assert audit["state_digest"] == status["state_digest"]
+        balances = cli.json("balance", home=home)
+        assert sum(amount for lab in balances["balances"].values()
+                   for amount in lab.values()) + sum(
+            t["amount"] for t in cli.json("transfers", home=home)["transfers"]
+            if t["state"] in ("offered", "declined")) == 0
+        assert balances["balances"][fed.homes[0].lab_id.hex()]["JXC"] == 0
+        assert balances["balances"][land_id]["JXC"] == -200  # its balance stays

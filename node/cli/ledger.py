@@ -156,10 +156,18 @@ def transfer_reclaim(ctx: click.Context, ref: str, as_json: bool) -> None:
 
 def author_reclaim(node: LabNode, ref: str) -> Entry:
     """Author ``transfer.reclaimed`` for the declined offer ``ref`` names (the CLI
-    and the dashboard). Raises :class:`Failure` when it has not been declined or
-    the decline is not held here."""
+    and the dashboard), or for an offer its payee never answered before it left or
+    was removed (the departure is then the decline). Raises :class:`Failure` when it
+    has not been declined or the decline is not held here."""
     offer = resolve_ref(node, ref)
-    state = node.ledger().offers.get((offer.author, offer.seq))
+    ledger = node.ledger()
+    state = ledger.offers.get((offer.author, offer.seq))
+    payee = ledger.outcome.members.get(state.payee) if state is not None else None
+    if state is not None and state.state == "offered" and payee and payee.gone_by:
+        # The payee left or was removed without answering: its departure declines it.
+        return node.author("transfer.reclaimed", {"offer": offer.as_list(),
+                                                  "decline": payee.gone_by.as_list()},
+                           now_us())
     if state is None or state.answer is None or state.state != "declined":
         raise Failure(f"refused: offer {ref} has not been declined (it is "
                       f"{state.state if state else 'not a valid offer'})")
