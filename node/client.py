@@ -110,6 +110,11 @@ class RoundResult:
     raised by what the round pushed to it."""
 
 
+_OTHER_KEY = (" 401 request signature does not verify", " 403 the request is signed with a key")
+"""What a peer answers to a request signed with a key of this LAB it does not hold
+in force (see :meth:`PeerClient._post`)."""
+
+
 class PeerClient:
     """Signed requests to one peer; every answer is read with a cap."""
 
@@ -166,11 +171,29 @@ class PeerClient:
         return lab
 
     async def _post(self, path: str, body: bytes) -> aiohttp.ClientResponse:
+        """POST signed with the LAB's key in force; a peer that refuses it as a key it
+        does not know (it has not synced the LAB's key rotation yet) is asked once
+        with the key it knows, until it learns the new one (then it refuses the old
+        with 403, and the key in force is used again)."""
         to = await self.lab()
-        headers = sign_request(self.service.signer, "POST", path, body, now_ms(), to,
-                               self.service.node.lab_id)
-        headers["Content-Type"] = MEDIA_TYPE
-        return await self._request("POST", path, headers, body)
+        signers = (await self.service.read(self.service.request_signers)
+                   if self.service.peer_signer.get(self.url) or path.endswith("frontier")
+                   else [self.service.signer])
+        first = min(self.service.peer_signer.get(self.url, 0), len(signers) - 1)
+        order = [first, *[i for i in range(len(signers)) if i != first]]
+        for n, i in enumerate(order):
+            headers = sign_request(signers[i], "POST", path, body, now_ms(), to,
+                                   self.service.node.lab_id)
+            headers["Content-Type"] = MEDIA_TYPE
+            try:
+                response = await self._request("POST", path, headers, body)
+            except PeerError as e:
+                if n + 1 < len(order) and any(m in str(e) for m in _OTHER_KEY):
+                    continue
+                raise
+            self.service.peer_signer[self.url] = i
+            return response
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _call(self, path: str, body: bytes) -> bytes:
         async with await self._post(path, body) as r:

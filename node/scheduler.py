@@ -116,7 +116,8 @@ async def schedule(service: NodeService, stop: asyncio.Event) -> None:
 
 
 async def _look(service: NodeService, watch: dict[str, float]) -> None:
-    """What other processes changed: the peer list, the LAB's own feed."""
+    """What other processes changed: the peer list, the LAB's own feed (the ledger
+    then catches up)."""
     try:
         mtime = (service.home.path / "peers.json").stat().st_mtime
     except OSError:
@@ -124,9 +125,19 @@ async def _look(service: NodeService, watch: dict[str, float]) -> None:
     if mtime != watch["peers_mtime"]:
         watch["peers_mtime"] = mtime
         service.gossip.set_peers(load_peers(service.home))
+    try:
+        key_mtime = service.home.key_path.stat().st_mtime
+    except OSError:
+        key_mtime = 0.0
+    if key_mtime != watch.setdefault("key_mtime", key_mtime):
+        watch["key_mtime"] = key_mtime
+        service.log(service.reload_key())
     head = (await service.read(service.node.store.head, service.node.lab_id))[0]
     if head != watch["own_head"]:
         if watch["own_head"] >= 0:
+            # Another process wrote to this LAB's feed (a vote, a key rotation): the
+            # ledger that requests are judged by (the roster, the keys) follows it.
+            await service.write(service.node.ledger)
             service.nudge()
         watch["own_head"] = head
 

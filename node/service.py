@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 from federation.gossip import Gossip
 from node.auth import ReplayMemory, RequestVerifier
 from node.checkpoints import CheckpointBook
-from node.home import Home
+from node.home import KEY, Home, load_private_key
 from node.lab import LabNode
+from protocol.errors import ProtocolError
 from protocol.keys import Signer
 
 T = TypeVar("T")
@@ -79,6 +80,43 @@ class NodeService:
     dashboard_url: str | None = None
     """The dashboard's sign-in link while ``disco serve`` runs one."""
     log: Callable[[str], None] = print
+    peer_signer: dict[str, int] = field(default_factory=dict)
+    """URL -> which of :meth:`request_signers` that peer last heard (a peer that has
+    not yet synced this LAB's key rotation still knows it by its previous key)."""
+    _signers: list[Signer] | None = None
+
+    def reload_key(self) -> str:
+        """Take the home's key file again (``disco key rotate`` or ``key new`` replaced
+        it while the node runs; an encrypted one is read with ``DISCO_PASSPHRASE``).
+        Returns the line to log: what now signs, or why the old key still does."""
+        passphrase = os.environ.get("DISCO_PASSPHRASE")
+        try:
+            signer = self.home.signer(passphrase.encode() if passphrase else None)
+        except (ProtocolError, OSError) as e:
+            return f"key: the key file changed but cannot be read ({e}); restart the node"
+        self.signer = self.node.signer = signer
+        self._signers = None
+        return f"key: now signing with {signer.public_key.hex()[:16]}"
+
+    def request_signers(self) -> list[Signer]:
+        """The key in force, then the LAB's previous keys kept in its home
+        (``lab.key.old-*``, newest first, those the ledger lists as this LAB's keys,
+        readable with ``DISCO_PASSPHRASE`` if encrypted): a peer that has not yet
+        learned of a rotation is spoken to with the key it knows, once."""
+        if self._signers is None:
+            known = {k for _, _, k in self.node.ledger().outcome.members[
+                self.node.lab_id].keys} if self.node.lab_id in self.node.roster() else set()
+            older = []
+            passphrase = os.environ.get("DISCO_PASSPHRASE")
+            for path in sorted(self.home.path.glob(KEY + ".old-*"), reverse=True):
+                try:
+                    old = load_private_key(path, passphrase.encode() if passphrase else None)
+                except (ProtocolError, OSError):
+                    continue
+                if old.public_key in known and old.public_key != self.signer.public_key:
+                    older.append(old)
+            self._signers = [self.signer, *older]
+        return self._signers
 
     @property
     def book(self) -> CheckpointBook:

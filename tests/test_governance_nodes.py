@@ -121,6 +121,25 @@ def test_a_rotated_key_no_longer_speaks_for_its_lab(tmp_path: Path, nodes: Nodes
     assert new_try.status not in (401, 403), new_try.body
 
 
+def test_a_key_rotated_while_the_node_serves_takes_over_at_once(
+        tmp_path: Path, nodes: Nodes, cli: Cli) -> None:
+    fed = federation(tmp_path, ["Farm", "FabLab"])
+    farm, fablab = (h.path for h in fed.homes)
+    p_farm, p_fab = nodes.start(farm, fablab)
+    set_peers(farm, [p_fab.url])
+    set_peers(fablab, [p_farm.url])
+    rotated = cli.json("key", "rotate", home=farm)
+    wait_until(lambda: any("now signing with" in line for line in p_farm.log_lines),
+               what="the serving node took the new key")
+    cli("member", "add", "ana", "--name", "Ana", home=farm)  # signed with the new key
+    lab = fed.homes[0].lab_id.hex()
+    wait_until(lambda: p_fab.frontier().get(lab, 0) == 3, what="both entries at FabLab")
+    roster = {r["lab"]: r for r in p_fab.status().get("roster", [])} or {
+        r["lab"]: r for r in cli.json("status", home=fablab)["roster"]}
+    assert roster[lab]["key"] == rotated["key"]
+    assert not any("401" in line or "403" in line for line in p_fab.log_lines), p_fab.log
+
+
 def forged_after_rotation(farm: Path, old: Signer) -> bytes:
     """An entry at the head of Farm's feed signed with its rotated-away key."""
     h = Home.open(farm)
