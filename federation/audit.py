@@ -215,6 +215,8 @@ class Auditor:
         self.frozen: dict[bytes, int] = {}
         self.unsigned: set[tuple[bytes, int]] = set()
         self.unsigned_checkpoints: list[tuple[bytes, bytes, int]] = []
+        self.unsigned_forks: list[bytes] = []
+        """Fork proofs not signed under their LAB's id."""
         """Checkpoints not signed under their LAB's id: (author, note, size)."""
         """Entries whose signature does not verify under their LAB's id."""
         self.feeds: dict[bytes, _Feed] = {}
@@ -322,7 +324,11 @@ class Auditor:
 
     def fork(self, fields: list[Any]) -> None:
         try:
-            proof = decode_fork_proof(fields[0])
+            try:
+                proof = decode_fork_proof(fields[0])
+            except BadSignatureError:  # perhaps under a later key: judged at the end
+                proof = decode_fork_proof(fields[0], _trusted=True)
+                self.unsigned_forks.append(fields[0])
         except (ProtocolError, IndexError) as e:
             self.violation("", 0, "bad-fork-proof", str(e))
             return
@@ -410,6 +416,11 @@ class Auditor:
                        for key in keys):
                 self.violation(author, 0, "bad-checkpoint", f"checkpoint at size {size}: "
                                "not signed by the LAB's key in force")
+        for raw in self.unsigned_forks:
+            try:
+                decode_fork_proof(raw, outcome.key_at)
+            except ProtocolError as e:
+                self.violation("", 0, "bad-fork-proof", str(e))
         for author, seq in sorted(self.unsigned):
             if author in outcome.members:
                 self.violation(author, seq, "bad-signature", f"entry {where(author, seq)}: "

@@ -268,7 +268,7 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
     if todo.fetch_forks:
         for raw in await client.forks():
             try:
-                proof = decode_fork_proof(raw)
+                proof = decode_fork_proof(raw, node.key_at)
                 if await service.write(node.add_fork_proof, proof):
                     result.forks += 1
                     service.log(fork_line(proof.author, proof.seq, "received"))
@@ -398,8 +398,11 @@ async def _swap_checkpoints(service: NodeService, client: PeerClient, roster: li
                             result: RoundResult) -> None:
     """Sign our checkpoint, give it, and check the peer's checkpoints of every feed."""
     book = service.book
-    _, note = await service.write(book.sign_own, service.signer, service.node.lab_id)
-    for author, theirs in await client.checkpoints(roster, [[service.node.lab_id, note]]):
+    give = []
+    if await service.read(service.node.signs_checkpoints):
+        _, note = await service.write(book.sign_own, service.signer, service.node.lab_id)
+        give = [[service.node.lab_id, note]]
+    for author, theirs in await client.checkpoints(roster, give):
         if author not in roster:
             continue
         try:
@@ -437,7 +440,7 @@ async def _find_fork(service: NodeService, client: PeerClient, author: bytes,
     if seq is None:
         return 0
     try:
-        proof = make_fork_proof(ours[seq], theirs[seq])
+        proof = make_fork_proof(ours[seq], theirs[seq], node.key_at(author, seq))
     except ProtocolError:
         return 0
     if not await service.write(node.add_fork_proof, proof):

@@ -380,7 +380,9 @@ class LabNode:
                 elif verdict is Verdict.FORK and intake.fork is not None:
                     signatures.finish()  # the held entry may be from this batch
                     try:
-                        forks.append(make_fork_proof(*intake.fork))
+                        held, got = intake.fork
+                        forks.append(make_fork_proof(held, got, keys.outcome.key_at(
+                            got.author, got.seq)))
                     except BadSignatureError as e:
                         e.entry = intake.fork[1]  # type: ignore[attr-defined]
                         raise
@@ -433,6 +435,15 @@ class LabNode:
         ledger = ledger or self.ledger()
         return {a: p.seq for a, p in self.store.fork_proofs().items()
                 if not ledger.is_repaired(a, p.seq)}
+
+    def signs_checkpoints(self) -> bool:
+        """Whether this node may sign checkpoints of its own feed now: not while that
+        feed is frozen by a fork (until a repair is in force, the node may still hold
+        the branch the repair sets aside, and a checkpoint would vouch for it), nor
+        with a key that is not in force."""
+        if self.signer is None or self.lab_id in self.frozen():
+            return False
+        return self.current_key(self.lab_id) in (self.signer.public_key, None)
 
     def add_fork_proof(self, proof: ForkProof) -> bool:
         """Store a verified proof from a peer; True when it was new here."""
@@ -560,6 +571,14 @@ class LabNode:
         with its name, as the ledger decides, caught up with the store."""
         self.require_genesis()
         return dict(self.ledger().roster)
+
+    def key_at(self, lab: bytes, seq: int) -> bytes | None:
+        """The key in force for entry ``seq`` of ``lab``'s feed, by the ledger last
+        caught up (no catch-up); None outside the roster."""
+        ledger = self._ledger
+        if ledger is None:
+            return lab if lab in self.require_genesis().roster else None
+        return ledger.outcome.key_at(lab, seq)
 
     def current_key(self, lab: bytes) -> bytes | None:
         """The key in force for ``lab`` now (:meth:`keys_of`'s first), or None."""

@@ -192,7 +192,7 @@ async def forks_push(request: web.Request) -> web.StreamResponse:
     held = await service.read(service.node.store.fork_proofs)
     new = 0
     for item in distinct:
-        proof = decode_fork_proof(item)
+        proof = decode_fork_proof(item, service.node.key_at)
         if proof.author in held:
             continue
         if await service.write(service.node.add_fork_proof, proof):
@@ -228,7 +228,8 @@ async def checkpoints(request: web.Request) -> web.StreamResponse:
         conflict = await service.write(service.book.accept, author, note)
         if conflict:
             service.log(conflict)
-    await service.write(service.book.sign_own, service.signer, service.node.lab_id)
+    if await service.read(service.node.signs_checkpoints):
+        await service.write(service.book.sign_own, service.signer, service.node.lab_id)
     out = []
     for author in dict.fromkeys(msg["want"]):
         if isinstance(author, bytes) and author in roster:

@@ -361,7 +361,7 @@ class FeedStore:
         """Every stored fork proof, by forked author (the first learned per author)."""
         proofs: dict[bytes, ForkProof] = {}
         for row in self.recorder.select_events(FORKS):
-            proof = decode_fork_proof(row.state)
+            proof = decode_fork_proof(row.state, _trusted=True)
             proofs.setdefault(proof.author, proof)
         return proofs
 
@@ -369,7 +369,8 @@ class FeedStore:
         """Store a (verified) proof unless one for its author is held; True if stored."""
         for _ in range(20):
             rows = self.recorder.select_events(FORKS)
-            if any(decode_fork_proof(r.state).author == proof.author for r in rows):
+            if any(decode_fork_proof(r.state, _trusted=True).author == proof.author
+                   for r in rows):
                 return False
             version = rows[-1].originator_version + 1 if rows else 1
             try:
@@ -548,7 +549,7 @@ class StoreCheck:
         and for the rows of a feed whose earlier row could not be read at all."""
         if originator == FORKS:
             try:
-                decode_fork_proof(raw)
+                decode_fork_proof(raw, self.key_at)
             except ProtocolError as e:
                 return Problem(originator, version, "bad-fork-proof", str(e))
             return None

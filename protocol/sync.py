@@ -17,7 +17,7 @@ proofs and the signed-request envelope.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,29 +194,43 @@ class ForkProof:
         return canonical.encode([a, b])
 
 
-def make_fork_proof(a: Entry, b: Entry) -> ForkProof:
+def make_fork_proof(a: Entry, b: Entry, key: bytes | None = None) -> ForkProof:
     """Check that ``a`` and ``b`` fork one feed, and pair them.
 
-    Raises :class:`VerificationError` when they are not a fork (another author,
-    seq or federation, the same entry) or a signature fails.
+    ``key``: the key in force at that seq of the feed (its LAB id unless the LAB
+    rotated or recovered its key; :func:`~protocol.entry.check_signature`). Raises
+    :class:`VerificationError` when they are not a fork (another author, seq or
+    federation, the same entry) or a signature fails.
     """
     if (a.author, a.seq, a.header.federation_id) != (b.author, b.seq, b.header.federation_id):
         raise VerificationError("fork proof: entries differ in author, seq or federation")
     if a.hash == b.hash:
         raise VerificationError("fork proof: both entries are the same")
-    check_signature(a)
-    check_signature(b)
+    check_signature(a, key)
+    check_signature(b, key)
     first, second = sorted([a, b], key=lambda e: e.raw)
     return ForkProof(first, second)
 
 
-def decode_fork_proof(data: bytes) -> ForkProof:
-    """Parse and verify a fork proof. Raises DecodeError or VerificationError."""
+def decode_fork_proof(data: bytes,
+                      key_at: Callable[[bytes, int], bytes | None] | None = None, *,
+                      _trusted: bool = False) -> ForkProof:
+    """Parse and verify a fork proof, its signatures under ``key_at(author, seq)``
+    (the key in force there; default, or when it gives None: the LAB id). Raises
+    DecodeError or VerificationError.
+
+    ``_trusted`` (private): the bytes are a proof this node verified when it stored
+    it; the signatures are not checked again (a key rotated since may no longer be
+    the one ``key_at`` names)."""
     value = canonical.decode(data, max_size=2 * MAX_ENTRY_SIZE + 64, what="fork proof")
     if not isinstance(value, list) or len(value) != 2 or not all(
             isinstance(v, bytes) for v in value):
         raise SchemaError("fork proof: want [entry bin, entry bin]")
-    return make_fork_proof(decode_entry(value[0]), decode_entry(value[1]))
+    a, b = decode_entry(value[0]), decode_entry(value[1])
+    if _trusted:
+        first, second = sorted([a, b], key=lambda e: e.raw)
+        return ForkProof(first, second)
+    return make_fork_proof(a, b, key_at(a.author, a.seq) if key_at else None)
 
 
 def request_message(method: str, path: str, ts_ms: int, body_hash: bytes, to: bytes

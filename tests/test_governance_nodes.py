@@ -14,7 +14,9 @@ from federation.bundle import BundleWriter
 from node.home import Home, save_private_key
 from node.lab import LabNode
 from protocol.entry import sign_entry
+from protocol.errors import BadSignatureError
 from protocol.keys import Signer
+from protocol.sync import decode_fork_proof
 from tests.conftest import Cli
 from tests.nodes import (
         Nodes,
@@ -335,3 +337,24 @@ def test_a_removed_labs_later_entries_count_nowhere(tmp_path: Path, nodes: Nodes
             if t["state"] in ("offered", "declined")) == 0
         assert balances["balances"][fed.homes[0].lab_id.hex()]["JXC"] == 0
         assert balances["balances"][land_id]["JXC"] == -200  # its balance stays
+
+
+def test_a_fork_in_a_rotated_feed_is_proven_under_the_key_in_force(tmp_path: Path) -> None:
+    fed = federation(tmp_path, ["Farm", "FabLab"])
+    farm, fablab = fed.homes
+    new = Signer.generate()
+    author(farm.path, "key.rotated", {"key": new.public_key})
+    with LabNode.open(farm) as node:
+        feed = [r for _, r in node.store.read_raw(farm.lab_id)]
+        seq, head = node.store.head(farm.lab_id)
+    twins = [sign_entry(new, federation_id=fed.genesis.federation_id, seq=seq + 1, prev=head,
+                        ts_us=now_us(), kind="member.added", body={"handle": h, "name": h},
+                        author=farm.lab_id).raw for h in ("ann", "bob")]
+    with LabNode.open(fablab, fablab.signer()) as node:
+        assert node.ingest([*feed, twins[0]]).stored == 3
+        [proof] = node.ingest([twins[1]]).forks
+        assert proof.author == farm.lab_id and proof.seq == 3
+        assert decode_fork_proof(proof.encode(), node.key_at).seq == 3
+        with pytest.raises(BadSignatureError):
+            decode_fork_proof(proof.encode())  # (under the LAB id: not its key now)
+        assert node.store.fork_proofs()[farm.lab_id].seq == 3

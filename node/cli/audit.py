@@ -313,6 +313,10 @@ def checkpoint(ctx: click.Context, out: Path | None, as_json: bool) -> None:
     with open_node(ctx, writer=True) as node:
         book = CheckpointBook(node.store, node.require_genesis().federation_id,
                               node.current_key)
+        if not node.signs_checkpoints():
+            raise Failure("refused: this LAB's feed is frozen by a fork, or its key is not "
+                          "the one in force; it signs no checkpoint until that is mended "
+                          "('disco status', 'disco proposals')")
         cp, note = book.sign_own(node.signer, node.lab_id)  # type: ignore[arg-type]
         lab_id = node.lab_id
     if out is not None:
