@@ -431,8 +431,9 @@ class LabNode:
 
     def frozen(self, ledger: Ledger | None = None) -> dict[bytes, int]:
         """The forked feeds still frozen (a fork proof held, no repair in force), each
-        with its fork seq: nothing at or past it is taken or pulled."""
-        ledger = ledger or self.ledger()
+        with its fork seq: nothing at or past it is taken or pulled. Reads the ledger
+        last caught up (a sync does not wait for a catch-up)."""
+        ledger = ledger or self._ledger or self.ledger()
         return {a: p.seq for a, p in self.store.fork_proofs().items()
                 if not ledger.is_repaired(a, p.seq)}
 

@@ -386,7 +386,7 @@ class FeedStore:
     def set_aside(self, author: bytes, from_seq: int, tag: str) -> int:
         """Move the entries of ``author``'s feed from ``from_seq`` on out of the feed,
         into the evidence aggregate ``aside-AUTHOR-TAG`` (same versions), where they
-        stay readable (:meth:`set_aside_entries`) but are no longer the feed: the feed
+        stay (as evidence: the store keeps them) but are no longer the feed: the feed
         then ends at ``from_seq - 1`` and continues from there. Used once a repair of
         a forked feed is in force (:mod:`federation.governance`). Safe to repeat
         after a crash part way (a copy already kept is not kept twice). Returns how
@@ -399,12 +399,8 @@ class FeedStore:
                                                          row.topic, row.state)])
             except IntegrityError:
                 pass  # kept by an earlier, interrupted call
-        table = self.recorder.events_table_name  # type: ignore[attr-defined]
-        if self.config.backend == "postgres":
-            table = f'"{self.config.schema or "public"}".{table}'
-        sql = f"DELETE FROM {table} WHERE originator_id = ? AND originator_version >= ?"
-        if self.config.backend == "postgres":
-            sql = sql.replace("?", "%s")
+        sql = self._view_sql("DELETE FROM {e} WHERE originator_id = ? "
+                             "AND originator_version >= ?")
         datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
         with _translated(), datastore.transaction(commit=True) as c:
             c.execute(sql, [author.hex(), from_seq])
@@ -415,25 +411,6 @@ class FeedStore:
                 c.execute(self._view_sql(f"DELETE FROM {table} WHERE name=?"),
                           [f"merkle-{author.hex()}"])
         return len(rows)
-
-    def set_aside_entries(self, author: bytes) -> Iterator[Entry]:
-        """The entries of ``author``'s feed set aside by repairs (evidence)."""
-        prefix = f"aside-{author.hex()}-"
-        for originator in self._originators(prefix):
-            for row in self.recorder.select_events(originator):
-                yield decode_entry(row.state)
-
-    def _originators(self, prefix: str) -> list[str]:
-        table = self.recorder.events_table_name  # type: ignore[attr-defined]
-        if self.config.backend == "postgres":
-            table = f'"{self.config.schema or "public"}".{table}'
-        sql = f"SELECT DISTINCT originator_id FROM {table} WHERE originator_id LIKE ?"
-        if self.config.backend == "postgres":
-            sql = sql.replace("?", "%s")
-        datastore: Any = self.recorder.datastore  # type: ignore[attr-defined]
-        with _translated(), datastore.transaction(commit=False) as c:
-            c.execute(sql, [prefix + "%"])
-            return sorted(str(r[0]) for r in c.fetchall())
 
     # -- projection views (state saved atomically with a tracking record) -------
     #
@@ -446,12 +423,17 @@ class FeedStore:
     # committed in between.
 
     def _view_sql(self, sql: str) -> str:
+        """``sql`` for this backend: ``{t}``, ``{s}`` and ``{e}`` name the views, the
+        summaries and the stored events tables (in the schema, on PostgreSQL)."""
+        events = self.recorder.events_table_name  # type: ignore[attr-defined]
         if self.config.backend == "postgres":
             schema = f'"{self.config.schema or "public"}".'
             sql = sql.replace("{t}", schema + "projection_views")
             sql = sql.replace("{s}", schema + "projection_summaries")
+            sql = sql.replace("{e}", schema + events)
             return sql.replace("?", "%s")
-        return sql.replace("{t}", "projection_views").replace("{s}", "projection_summaries")
+        return (sql.replace("{t}", "projection_views").replace("{s}", "projection_summaries")
+                .replace("{e}", events))
 
     def _create_view_tables(self) -> None:
         blob = "BYTEA" if self.config.backend == "postgres" else "BLOB"

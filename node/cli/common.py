@@ -145,6 +145,17 @@ def passphrase_for(home: Home) -> bytes | None:
     raise PassphraseError(f"{home.key_path}: the key is encrypted; set DISCO_PASSPHRASE")
 
 
+def new_passphrase() -> bytes:
+    """The passphrase for a new, encrypted key: DISCO_PASSPHRASE, else asked twice on
+    a terminal. Raises :class:`Failure` (exit 2) with neither."""
+    env = os.environ.get("DISCO_PASSPHRASE")
+    if not env and not sys.stdin.isatty():
+        raise Failure("--encrypt needs a passphrase: set DISCO_PASSPHRASE (no terminal "
+                      "to ask on)", EXIT_UNUSABLE)
+    return (env or click.prompt("New passphrase", hide_input=True,
+                                confirmation_prompt=True)).encode()
+
+
 def check_postgres_dsn(dsn: str) -> None:
     """Connect to ``dsn`` once (:func:`node.store.check_postgres`); a failure is one
     line naming the DSN (its password hidden) and the reason, exit 2."""

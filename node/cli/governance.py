@@ -12,7 +12,6 @@ with the reason the ledger would reject it for (``cannot-apply``).
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +32,7 @@ from node.cli.common import (
     examples,
     home_path,
     json_option,
+    new_passphrase,
     now_us,
     open_node,
     parse_amount,
@@ -581,14 +581,7 @@ def key_new(ctx: click.Context, force: bool, encrypt: bool, as_json: bool) -> No
     if home.key_path.exists() and not force:
         raise Failure(f"{home.key_path} exists; give --force to make a new key anyway "
                       "(the old file is kept beside it)", EXIT_UNUSABLE)
-    passphrase = None
-    if encrypt:
-        env = os.environ.get("DISCO_PASSPHRASE")
-        if not env and not sys.stdin.isatty():
-            raise Failure("--encrypt needs a passphrase: set DISCO_PASSPHRASE (no terminal "
-                          "to ask on)", EXIT_UNUSABLE)
-        passphrase = (env or click.prompt("New passphrase", hide_input=True,
-                                          confirmation_prompt=True)).encode()
+    passphrase = new_passphrase() if encrypt else None
     with LabNode.open(home) as node:
         from_seq = node.store.head(node.lab_id)[0] + 1
         joined = node.genesis is not None

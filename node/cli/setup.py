@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import click
@@ -23,6 +21,7 @@ from node.cli.common import (
     examples,
     home_path,
     json_option,
+    new_passphrase,
     now_us,
     open_node,
     parse_amount,
@@ -47,14 +46,7 @@ def init(ctx: click.Context, name: str, encrypt: bool, dsn: str | None, as_json:
 
     With --postgres the DSN is tried at once; with --encrypt and no terminal the
     passphrase comes from DISCO_PASSPHRASE. Either failing creates nothing (exit 2)."""
-    passphrase = None
-    if encrypt:
-        env = os.environ.get("DISCO_PASSPHRASE")
-        if not env and not sys.stdin.isatty():
-            raise Failure("--encrypt needs a passphrase: set DISCO_PASSPHRASE (no terminal "
-                          "to ask on)", EXIT_UNUSABLE)
-        passphrase = (env or click.prompt("New passphrase", hide_input=True,
-                                          confirmation_prompt=True)).encode()
+    passphrase = new_passphrase() if encrypt else None
     if dsn:
         check_postgres_dsn(dsn)
     home, signer = Home.create(home_path(ctx), name, passphrase=passphrase, postgres_dsn=dsn)
