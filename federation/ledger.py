@@ -173,6 +173,12 @@ class Ledger:
         state = self.labs.get(author)
         return state.seq if state else 0
 
+    def lab_name(self, lab: bytes) -> str:
+        """How people read ``lab``: its name in the roster in force (founders and
+        admitted LABs, gone ones too), else the first 8 hex digits of its id. The one
+        rule every report, page and command names LABs by."""
+        return self.roster.get(lab) or lab.hex()[:8]
+
     def balance(self, lab: bytes, unit: str) -> int:
         return self.balances.get((lab, unit), 0)
 

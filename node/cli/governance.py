@@ -329,17 +329,16 @@ def _iso(ts_us: int | None) -> str | None:
         return None
 
 
-def _fields(p: Proposal, units: Mapping[str, int]) -> dict[str, Any]:
-    """The action's fields as a person reads them: ids and keys in hex, refs as
-    text, a credit limit in its unit's decimals, a threshold as N/D."""
+def proposal_fields(body: Mapping[str, Any], units: Mapping[str, int]) -> dict[str, Any]:
+    """A proposal's action and fields (its checked ``proposal.made`` body) as a person
+    reads them: ids and keys in hex, refs as text, a credit limit in its unit's
+    decimals, a threshold as N/D."""
     out: dict[str, Any] = {}
-    for name, value in p.body.items():
-        if name == "action":
-            continue
+    for name, value in body.items():
         if name == "keep":
             out[name] = str(Ref.from_value(value))
         elif name == "credit_limit":
-            out[name] = amount_text(value, units.get(p.body.get("unit", ""), 0))
+            out[name] = amount_text(value, units.get(body.get("unit", ""), 0))
         elif name == "threshold":
             out[name] = f"{value[0]}/{value[1]}"
         elif isinstance(value, bytes):
@@ -354,7 +353,7 @@ def proposal_rows(ledger: Ledger, now: int, open_only: bool = False) -> list[dic
     ``{ref, action, proposer, state, votes, needed}`` with ``state`` open, passed,
     lapsed (open past its expiry at ``now``) or rejected, and ``reason``,
     ``voters``, ``made``, ``expires``, ``decided`` and the action's fields
-    (:func:`_fields`)."""
+    (:func:`proposal_fields`)."""
     rows = []
     units = ledger.genesis.units
     for p in sorted(ledger.outcome.proposals.values(), key=lambda p: (p.ts_us, p.ref.hash)):
@@ -366,14 +365,15 @@ def proposal_rows(ledger: Ledger, now: int, open_only: bool = False) -> list[dic
                      "needed": p.needed, "reason": p.reason,
                      "voters": [lab.hex() for lab in p.voters], "made": _iso(p.ts_us),
                      "expires": _iso(p.expires_us), "decided": _iso(p.decided_us),
-                     **_fields(p, units)})
+                     **proposal_fields(p.body, units)})
     return rows
 
 
-def _about(row: dict[str, Any], names: Mapping[str, str]) -> str:
-    """What a proposal is about, in one line."""
+def proposal_about(row: Mapping[str, Any], ledger: Ledger) -> str:
+    """What a proposal is about, in one line (``row``: :func:`proposal_fields`'s, or
+    :func:`proposal_rows`'), the LAB it names by its roster name."""
     def lab() -> str:
-        return names.get(row["lab"], row.get("name") or row["lab"][:8])
+        return ledger.lab_name(bytes.fromhex(row["lab"]))
     action = row["action"]
     if action == "admit":
         return f"{row['name']} ({row['lab'][:8]})"
@@ -407,7 +407,6 @@ def proposals(ctx: click.Context, open_only: bool, as_json: bool) -> None:
     with open_node(ctx) as node:
         ledger = node.ledger()
         rows = proposal_rows(ledger, now_us(), open_only)
-        names = {lab.hex(): name for lab, name in ledger.roster.items()}
     if as_json:
         emit({"proposals": rows})
         return
@@ -421,8 +420,8 @@ def proposals(ctx: click.Context, open_only: bool, as_json: bool) -> None:
         author, seq, digest = r["ref"].split(":")
         yes = sum(1 for v in r["votes"].values() if v == "yes")
         state = r["state"] + (f" ({r['reason']})" if r["reason"] else "")
-        out.add_row(short_ref(author, int(seq), digest), r["action"], _about(r, names),
-                    names.get(r["proposer"], r["proposer"][:8]), state,
+        out.add_row(short_ref(author, int(seq), digest), r["action"], proposal_about(r, ledger),
+                    ledger.lab_name(bytes.fromhex(r["proposer"])), state,
                     f"{yes} yes, {len(r['votes']) - yes} no; {r['needed']} needed",
                     (r["expires"] or "")[:10] if r["state"] in (OPEN, LAPSED) else "")
     _console().print(out)

@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from federation.errors import RuleViolation
-from federation.genesis import Genesis
 from federation.kinds import entry_body
+from federation.ledger import Ledger
 from federation.valueflows import amount_text
 from node.cli.common import (
     emit,
@@ -64,9 +64,10 @@ def _ref_text(value: Any) -> str:
     return short_ref(ref.author, ref.seq, ref.hash)
 
 
-def summary(entry: Entry, genesis: Genesis) -> str:
+def summary(entry: Entry, ledger: Ledger) -> str:
     """One line that says what an entry records, in the user's units: amounts in the
-    unit's decimals, hours as H:MM, LABs by their roster name, refs as AUTHOR:SEQ:HASH
+    unit's decimals, hours as H:MM, LABs by their name in the roster in force
+    (:meth:`~federation.ledger.Ledger.lab_name`), refs as AUTHOR:SEQ:HASH
     (abbreviated), timestamps as dates."""
     try:
         body = entry_body(entry)
@@ -75,6 +76,7 @@ def summary(entry: Entry, genesis: Genesis) -> str:
     if body is None:
         return "(redacted)"
     kind = entry.kind
+    genesis = ledger.genesis
 
     def amount() -> str:
         decimals = genesis.units.get(body["unit"], 0)
@@ -84,19 +86,19 @@ def summary(entry: Entry, genesis: Genesis) -> str:
         return "".join(f", {k} {body[k]!r}" for k in keys if body.get(k))
 
     if kind == "lab.joined":
-        return f"joined {genesis.name!r} as {genesis.lab_name(entry.author)}"
+        return f"joined {genesis.name!r} as {ledger.lab_name(entry.author)}"
     if kind in ("member.added", "member.updated"):
         return f"{body['handle']} ({body['name']})"
     fixes = f"corrects {_ref_text(body['entry'])}: " if "entry" in body else ""
     if kind in ("contribution.recorded", "contribution.corrected"):
         text = f"{body['member']}: {hours_text(body['minutes'])} h {body['stream']}"
         if body.get("for_lab"):
-            text += f" for {genesis.lab_name(body['for_lab'])}"
+            text += f" for {ledger.lab_name(body['for_lab'])}"
         return fixes + text + extra("project", "note", "date", "reason")
     if kind == "contribution.acknowledged":
         return f"contribution {_ref_text(body['contribution'])}" + extra("note")
     if kind == "transfer.offered":
-        return f"{amount()} to {genesis.lab_name(body['to'])}" + extra("memo")
+        return f"{amount()} to {ledger.lab_name(body['to'])}" + extra("memo")
     if kind in ("transfer.accepted", "transfer.declined"):
         return f"offer {_ref_text(body['offer'])}" + extra("reason")
     if kind == "transfer.reclaimed":
@@ -124,20 +126,21 @@ def log(ctx: click.Context, author: str | None, as_json: bool) -> None:
 
     Each line: the author's date (UTC), the LAB, the ref (AUTHOR:SEQ:HASH, abbreviated;
     any command taking a REF takes it back), the kind and what it records, with
-    amounts in the unit's decimals and hours as H:MM. --json gives the raw bodies."""
+    amounts in the unit's decimals, hours as H:MM, LABs by their roster name. --json gives
+    the raw bodies."""
     with open_node(ctx) as node:
         lab = resolve_lab(node, author, "--author") if author else None
-        genesis = node.require_genesis()
+        ledger = None if as_json else node.ledger()  # (the names of the roster in force)
         first = True
         if as_json:
             click.echo("[")
         for entry in node.log(lab):
             if as_json:
                 click.echo(("" if first else ",\n") + json.dumps(entry_json(entry)), nl=False)
-            else:
-                click.echo(f"{_date(entry.header.ts_us)}  {genesis.lab_name(entry.author):<16} "
+            elif ledger is not None:
+                click.echo(f"{_date(entry.header.ts_us)}  {ledger.lab_name(entry.author):<16} "
                            f"{short_ref(entry.author, entry.seq, entry.hash)}  "
-                           f"{entry.kind:<25} {summary(entry, genesis)}")
+                           f"{entry.kind:<25} {summary(entry, ledger)}")
             first = False
         if as_json:
             click.echo("\n]")

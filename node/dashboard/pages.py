@@ -119,7 +119,7 @@ def status_peers(s: NodeService) -> list[dict[str, Any]]:
     """The peers with what each side lacks (as ``disco status`` shows them)."""
     node = s.node
     held = {a: seq for a, (seq, _) in node.frontier().items()}
-    return [with_lag(p, node.require_genesis(), held) for p in peer_status(s.home)]
+    return [with_lag(p, node.roster(), held) for p in peer_status(s.home)]
 
 
 PAGES = {p.name: p for p in (
@@ -179,10 +179,15 @@ async def render(request: web.Request, name: str, extra: dict[str, Any] | None =
         extra = {**(extra or {}), "error": str(e)}
     genesis = service.node.require_genesis()
     ctx = {"doc": doc, "page": PAGES[name], "pages": PAGES.values(),
-           "lab_name": genesis.lab_name(service.node.lab_id), "federation": genesis.name,
+           "lab_name": await service.write(own_name, service.node), "federation": genesis.name,
            "query": dict(request.query), "audit": request.app[AUDIT],
            **context(request), **(extra or {})}
     return aiohttp_jinja2.render_template(f"{name}.html", request, ctx, status=status)
+
+
+def own_name(node: LabNode) -> str:
+    """This LAB's name in the roster in force (run in the writer thread)."""
+    return node.ledger().lab_name(node.lab_id)
 
 
 def page_handler(name: str) -> Callable[[web.Request], Any]:
