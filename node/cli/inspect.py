@@ -22,6 +22,7 @@ from node.cli.common import (
     short_ref,
     shows_progress,
 )
+from node.cli.governance import proposal_about, proposal_fields
 from protocol.entry import Entry, Ref
 
 
@@ -68,7 +69,8 @@ def summary(entry: Entry, ledger: Ledger) -> str:
     """One line that says what an entry records, in the user's units: amounts in the
     unit's decimals, hours as H:MM, LABs by their name in the roster in force
     (:meth:`~federation.ledger.Ledger.lab_name`), refs as AUTHOR:SEQ:HASH
-    (abbreviated), timestamps as dates."""
+    (abbreviated), timestamps as dates, keys by their first 8 hex digits, proposals
+    in words."""
     try:
         body = entry_body(entry)
     except RuleViolation:
@@ -108,6 +110,19 @@ def summary(entry: Entry, ledger: Ledger) -> str:
             "reason")
     if kind == "entry.voided":
         return f"voids {_ref_text(body['entry'])}: {body['reason']!r}"
+    if kind == "proposal.made":
+        fields = proposal_fields(body, genesis.units)
+        what = (f"a rule change: {proposal_about(fields, ledger)}" if body["action"] == "rule"
+                else f"to {body['action']} {proposal_about(fields, ledger)}")
+        return f"proposes {what}" + extra("note")
+    if kind == "proposal.voted":
+        target = Ref.from_value(body["proposal"])
+        return f"votes {body['vote']} on {short_ref(target.author, target.seq)}" + extra("note")
+    if kind == "key.rotated":
+        return (f"rotates its key to {body['key'].hex()[:8]} (it signs from seq "
+                f"{entry.seq + 1})" + extra("note"))
+    if kind == "lab.left":
+        return "leaves the federation" + extra("note")
     if kind == "policy.set":
         w = body["weights"]
         return (f"weights livelihood {w.get('livelihood', 0)}, love {w.get('love', 0)}, "
@@ -126,8 +141,9 @@ def log(ctx: click.Context, author: str | None, as_json: bool) -> None:
 
     Each line: the author's date (UTC), the LAB, the ref (AUTHOR:SEQ:HASH, abbreviated;
     any command taking a REF takes it back), the kind and what it records, with
-    amounts in the unit's decimals, hours as H:MM, LABs by their roster name. --json gives
-    the raw bodies."""
+    amounts in the unit's decimals, hours as H:MM, LABs by their roster name and
+    proposals, votes, key rotations and departures in words. --json gives the raw
+    bodies."""
     with open_node(ctx) as node:
         lab = resolve_lab(node, author, "--author") if author else None
         ledger = None if as_json else node.ledger()  # (the names of the roster in force)
