@@ -55,13 +55,13 @@ NEW_KEY = KEY + ".new"
 """A new key waits here until the entry that puts it in force is stored."""
 
 
-def _note(text: str | None) -> str | None:
+def parse_note(text: str | None, hint: str = "--note") -> str | None:
     """``--note`` checked as the bodies check it; a usage error (exit 2) otherwise."""
     if text is None:
         return None
     problem = SCHEMAS["proposal.made"].fields["note"](text)
     if problem is not None:
-        raise click.BadParameter(problem, param_hint="--note")
+        raise click.BadParameter(problem, param_hint=hint)
     return text
 
 
@@ -92,7 +92,7 @@ def author_proposal(node: LabNode, body: dict[str, Any], now: int) -> Entry:
 def _propose(ctx: click.Context, note: str | None, as_json: bool,
              build: Callable[[LabNode], dict[str, Any]]) -> None:
     """Open the node with its key, build the proposal's body, author it, report it."""
-    note = _note(note)
+    note = parse_note(note)
     with open_node(ctx, writer=True) as node:
         body = build(node)
         if note is not None:
@@ -282,9 +282,26 @@ def resolve_proposal(node: LabNode, text: str) -> Proposal:
     return found[0]
 
 
+VOTES = ("yes", "no")
+
+
+def author_vote(node: LabNode, proposal: Proposal, choice: str, note: str | None,
+                now: int) -> tuple[Entry, Proposal]:
+    """Author this LAB's ``proposal.voted`` ``choice`` (yes or no, checked by the
+    caller, as ``note`` is) on ``proposal`` (:func:`resolve_proposal`); returns the
+    entry and the proposal as the vote left it. Raises as :meth:`LabNode.author`
+    does when the ledger refuses the vote (``already-voted``, ``not-a-voter``,
+    ``vote-late``): ``disco vote`` and the dashboard's vote both come here."""
+    body: dict[str, Any] = {"proposal": proposal.ref.as_list(), "vote": choice}
+    if note is not None:
+        body["note"] = note
+    entry = node.author("proposal.voted", body, now)
+    return entry, node.ledger().outcome.proposals[(proposal.ref.author, proposal.ref.seq)]
+
+
 @click.command()
 @click.argument("ref")
-@click.argument("choice", metavar="yes|no", type=click.Choice(["yes", "no"]))
+@click.argument("choice", metavar="yes|no", type=click.Choice(VOTES))
 @note_option
 @json_option
 @click.pass_context
@@ -293,14 +310,10 @@ def vote(ctx: click.Context, ref: str, choice: str, note: str | None, as_json: b
     """Vote on a proposal (REF or an unambiguous prefix; 'disco proposals' lists them):
     proposal.voted. A LAB's first vote on a proposal counts; its proposer's proposal
     is already its yes."""
-    note = _note(note)
+    note = parse_note(note)
     with open_node(ctx, writer=True) as node:
         proposal = resolve_proposal(node, ref)
-        body: dict[str, Any] = {"proposal": proposal.ref.as_list(), "vote": choice}
-        if note is not None:
-            body["note"] = note
-        entry = node.author("proposal.voted", body, now_us())
-        after = node.ledger().outcome.proposals[(proposal.ref.author, proposal.ref.seq)]
+        entry, after = author_vote(node, proposal, choice, note, now_us())
         state = after.state_at(now_us())
     if as_json:
         emit({"ref": str(entry.ref), "kind": entry.kind, "seq": entry.seq,
@@ -442,7 +455,7 @@ def leave(ctx: click.Context, note: str | None, confirmed: bool, as_json: bool) 
     The LAB's balance stays on the books; offers to it that it has not answered can
     be reclaimed by their payers; nothing it writes after this counts. Without --yes
     it asks first."""
-    note = _note(note)
+    note = parse_note(note)
     with open_node(ctx, writer=True) as node:
         name = node.ledger().roster.get(node.lab_id, node.home.name)
         if not confirmed:
@@ -509,7 +522,7 @@ def key_rotate(ctx: click.Context, note: str | None, as_json: bool) -> None:
     passphrase if the old one is), then put in place of lab.key; the old key is kept
     as lab.key.old-TIMESTAMP (it no longer signs anything). Peers take the new key
     once they hold the rotation: sync soon after."""
-    note = _note(note)
+    note = parse_note(note)
     home = Home.open(home_path(ctx))
     home.check_key_file()
     passphrase = passphrase_for(home)

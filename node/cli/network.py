@@ -88,9 +88,9 @@ def serve(ctx: click.Context, listen: str, max_connections: int, max_body: int,
     node from hostile peers and strangers (docs/sync.md, "Under attack").
 
     The dashboard (a web page of the LAB's books: balances, flows, transfers,
-    contributions, payout, peers, audit) listens on its own address, apart from the
-    sync API. 'serve' prints 'dashboard: URL': the link signs one browser in, once
-    (kill -USR1 the node for a new one)."""
+    contributions, payout, federation, peers, audit) listens on its own address, apart
+    from the sync API. 'serve' prints 'dashboard: URL': the link signs one browser in,
+    once (kill -USR1 the node for a new one)."""
     from node.scheduler import serve as run
 
     host, port = _listen(listen)

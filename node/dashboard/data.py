@@ -20,19 +20,20 @@ from typing import Any
 from federation import reports
 from federation.errors import FederationError, RuleViolation
 from federation.genesis import Genesis
-from federation.governance import MEMBER
+from federation.governance import MEMBER, OPEN
 from federation.kinds import PERIOD, STREAMS, entry_body
 from federation.ledger import Ledger
 from federation.transfers import OFFERED, OUTSTANDING, Offer
 from federation.valueflows import amount_text
 from node.checkpoints import CheckpointBook
 from node.cli.common import short_ref
+from node.cli.governance import proposal_about, proposal_rows
 from node.cli.inspect import hours_text, summary
 from node.lab import LabNode
 from node.projection import VIEW, summary_of
 from node.service import NodeService, peer_status, status_of
 from protocol import canonical
-from protocol.entry import Entry, decode_entry
+from protocol.entry import Entry, Ref, decode_entry
 
 RECENT = 12
 """Latest entries on the overview."""
@@ -395,6 +396,44 @@ def payout(node: LabNode, ledger: Ledger, period: str, unit: str) -> dict[str, A
                         **{s: hours_text(result.minutes.get(m, {}).get(s, 0))
                            for s in STREAMS}} for m, a in result.shares.items()])
     return doc
+
+
+def federation(node: LabNode, ledger: Ledger, now: int) -> dict[str, Any]:
+    """The roster in force and every proposal (``disco status`` and ``disco
+    proposals``, in one page).
+
+    ``roster``: each LAB of the roster (founders first, then those admitted, in the
+    order decided) with its name, state (member, left, removed), key in force, and
+    the proposal that admitted it (``admitted``: None for a founder) or the entry
+    that ended its feed (``gone_by``). ``proposals``: the rows of ``disco proposals
+    --json`` (:func:`~node.cli.governance.proposal_rows`, states at ``now``: an open
+    proposal past its expiry is lapsed), each with ``about`` (what it would do, in
+    words), ``by`` (the proposer's name), ``yes`` and ``no`` (the tally), ``voted``
+    (who voted what) and ``can_vote``: open, this LAB among its voters, and no vote
+    of this LAB on it yet (the ledger refuses any other vote: the page does not
+    offer it). Not cached: a proposal lapses while the ledger stands still."""
+    me = node.lab_id.hex()
+
+    def ref(r: Ref | None) -> dict[str, str] | None:
+        return None if r is None else {"ref": str(r), "short": short_ref(r.author, r.seq)}
+
+    roster = [{"lab": lab.hex(), "name": ledger.lab_name(lab), "state": m.state,
+               "key": m.key().hex(), "self": lab.hex() == me, "admitted": ref(m.admitted),
+               "gone_by": ref(m.gone_by)} for lab, m in ledger.outcome.members.items()]
+    proposals = []
+    for row in proposal_rows(ledger, now):
+        author, seq, _ = row["ref"].split(":")
+        yes = sum(1 for v in row["votes"].values() if v == "yes")
+        proposals.append({
+            **row, "short": short_ref(author, int(seq)), "about": proposal_about(row, ledger),
+            "by": ledger.lab_name(bytes.fromhex(row["proposer"])),
+            "yes": yes, "no": len(row["votes"]) - yes,
+            "voted": [{"lab": lab, "name": ledger.lab_name(bytes.fromhex(lab)), "vote": v}
+                      for lab, v in row["votes"].items()],
+            "can_vote": (row["state"] == OPEN and me in row["voters"]
+                         and me not in row["votes"])})
+    return {"lab": me, "roster": roster, "proposals": proposals,
+            "open": sum(1 for p in proposals if p["state"] == OPEN)}
 
 
 class PageCache:

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
+from node.cli.common import now_us
 from node.dashboard import data
 from node.dashboard.access import ACCESS, context
 from node.errors import NodeError
@@ -104,6 +105,12 @@ def _peers(s: NodeService, q: dict[str, str]) -> tuple[tuple[Any, ...],
     return (), lambda: data.sync_state(s)
 
 
+def _federation(s: NodeService, q: dict[str, str]
+                ) -> tuple[tuple[Any, ...], Callable[[], dict[str, Any]]]:
+    node = s.node
+    return (), lambda: data.federation(node, node.ledger(), now_us())
+
+
 def _audit(s: NodeService, q: dict[str, str]) -> tuple[tuple[Any, ...],
                                                        Callable[[], dict[str, Any]]]:
     node = s.node
@@ -130,6 +137,7 @@ PAGES = {p.name: p for p in (
     Page("transfers", "Transfers", _transfers),
     Page("contributions", "Contributions", _contributions),
     Page("payout", "Payout", _payout),
+    Page("federation", "Federation", _federation, cached=False),
     Page("peers", "Peers & sync", _peers, cached=False),
     Page("audit", "Audit", _audit),
 )}
