@@ -105,14 +105,9 @@ class Genesis:
 
     @cached_property
     def roster(self) -> dict[bytes, str]:
-        """LAB id -> name, for every member LAB."""
+        """LAB id -> name, for every founding LAB (the roster in force, with the LABs
+        admitted later, is the ledger's: :meth:`~federation.ledger.Ledger.lab_name`)."""
         return {lab.id: lab.name for lab in self.labs}
-
-    def is_member(self, lab_id: bytes) -> bool:
-        return any(lab.id == lab_id for lab in self.labs)
-
-    def lab_name(self, lab_id: bytes) -> str:
-        return self.roster.get(lab_id, lab_id.hex()[:8])
 
     def to_json(self) -> dict[str, Any]:
         """The rendering for people (and the file format), with the federation id."""

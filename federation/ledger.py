@@ -173,6 +173,12 @@ class Ledger:
         state = self.labs.get(author)
         return state.seq if state else 0
 
+    def lab_name(self, lab: bytes) -> str:
+        """How people read ``lab``: its name in the roster in force (founders and
+        admitted LABs, gone ones too), else the first 8 hex digits of its id. The one
+        rule every report, page and command names LABs by."""
+        return self.roster.get(lab) or lab.hex()[:8]
+
     def balance(self, lab: bytes, unit: str) -> int:
         return self.balances.get((lab, unit), 0)
 
@@ -203,22 +209,29 @@ class Ledger:
 
         Entries already settled, or behind a pending entry of their feed, are
         ignored here: the feed is re-read through ``feeds`` when it resumes.
+
+        ``feeds`` need not hold the entry yet (a node checks its own entry here
+        before it stores it): when the entry makes the ledger settle again
+        (:meth:`_replay`), it is taken again if the feeds did not bring it back.
         """
         came = _arrival(entry, _trusted)
         author, seq = came[0], came[1]
         if came[2] in GOVERNANCE:
             self._hold(came)
-        # Is it the entry due next in its feed? (its author in the roster, the feed
-        # not waiting, seq one past the feed's head, not past a fork)
-        if author not in self.roster or author in self.pending:
-            return
-        lab = self.labs.get(author)
-        if seq != (lab.seq + 1 if lab else 1) or (self.frozen and self._is_frozen(author, seq)):
-            return
-        woken = self._settle(came, lab or self.lab(author))
-        if woken:
-            self._resume(woken)
-        if self._replay_due:
+        while True:
+            # Is it the entry due next in its feed? (its author in the roster, the
+            # feed not waiting, seq one past the feed's head, not past a fork)
+            if author not in self.roster or author in self.pending:
+                return
+            lab = self.labs.get(author)
+            if seq != (lab.seq + 1 if lab else 1) or (self.frozen
+                                                     and self._is_frozen(author, seq)):
+                return
+            woken = self._settle(came, lab or self.lab(author))
+            if woken:
+                self._resume(woken)
+            if not self._replay_due:
+                return
             self._replay()
 
     def catch_up(self, author: bytes) -> None:

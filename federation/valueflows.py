@@ -5,8 +5,10 @@ inline context (:data:`CONTEXT`), so it expands without fetching anything.
 
 Agents:
 
-- each LAB of the genesis is a ``vf:Organization``, ``urn:disco:lab:<LAB id hex>``,
-  with its roster name (``foaf:name``);
+- each LAB of the roster (the founders in the genesis's order, then the LABs the
+  federation admitted, in the order the votes decided them; those that left or were
+  removed too) is a ``vf:Organization``, ``urn:disco:lab:<LAB id hex>``, with its
+  roster name (``foaf:name``);
 - each member the ledger knows is a ``vf:Person``,
   ``urn:disco:lab:<LAB id hex>:member:<handle>``, with its display name and
   ``schema:memberOf`` its LAB. A member whose ``member.added`` was redacted has no
@@ -167,16 +169,17 @@ def _measure(value: str, unit: str) -> dict[str, Any]:
 
 
 def iter_agents(ledger: Ledger) -> Iterator[dict[str, Any]]:
-    """The agent nodes: each genesis LAB (an Organization), then its members (Persons).
+    """The agent nodes: each LAB of the roster (an Organization), then its members
+    (Persons).
 
     Members come from the ledger's view of each LAB's feed, sorted by handle.
     """
-    for lab in ledger.genesis.labs:
-        yield {"@id": lab_iri(lab.id), "@type": "Organization", "name": lab.name}
-        state = ledger.labs.get(lab.id)
+    for lab in ledger.outcome.members:  # (in the order decided: the same on every node)
+        yield {"@id": lab_iri(lab), "@type": "Organization", "name": ledger.lab_name(lab)}
+        state = ledger.labs.get(lab)
         for handle, name in sorted(state.members.items()) if state else ():
-            yield {"@id": member_iri(lab.id, handle), "@type": "Person", "name": name,
-                   "memberOf": lab_iri(lab.id)}
+            yield {"@id": member_iri(lab, handle), "@type": "Person", "name": name,
+                   "memberOf": lab_iri(lab)}
 
 
 def _settled_valid(entry: Entry, ledger: Ledger) -> bool:

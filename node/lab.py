@@ -178,7 +178,7 @@ class LabNode:
         is not on its roster or already joined another federation.
         """
         genesis = load_genesis_file(genesis_file)
-        if self.genesis is None and not genesis.is_member(self.lab_id):
+        if self.genesis is None and self.lab_id not in genesis.roster:
             raise NotAdmitted(
                 f"LAB {self.lab_id.hex()} is not a founder of this federation: once the "
                 "federation voted it in ('disco propose admit'), join through a member's "
@@ -545,7 +545,7 @@ class LabNode:
                     matches.append(entry.ref)
             if not matches and len(labs) == 1:
                 head = self.store.head(labs[0])[0]
-                name = self.roster().get(labs[0], labs[0].hex()[:8])
+                name = self.ledger().lab_name(labs[0])
                 if seq > head:
                     raise NodeError(f"{text!r}: entry {seq} of {name} is not held here "
                                     f"(its feed here ends at {head}); run 'disco sync' "

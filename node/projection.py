@@ -158,7 +158,8 @@ def _collector_paused() -> Iterator[None]:
 
 
 def summary_of(ledger: Ledger, position: int, state: bytes | None = None) -> dict[str, Any]:
-    """The small part of the ledger that ``disco balance`` and ``status`` show.
+    """The small part of the ledger that ``disco balance`` and ``status`` show, with
+    the roster's names (``[id, name]``, in the order decided: founders first).
 
     ``state``, when given, is ``ledger.encode()`` already made: its hash is the digest.
     """
@@ -167,6 +168,7 @@ def summary_of(ledger: Ledger, position: int, state: bytes | None = None) -> dic
         "state_digest": ledger.digest() if state is None else sha256(state),
         "balances": sorted([a, u, v] for (a, u), v in ledger.balances.items()),
         "heads": sorted([a, s.seq] for a, s in ledger.labs.items()),
+        "roster": [[lab, ledger.lab_name(lab)] for lab in ledger.outcome.members],
         "invalid": len(ledger.invalid),
         "pending": len(ledger.pending),
     }
@@ -413,11 +415,15 @@ class LedgerProjection:
                              progress=progress)
 
     def summary(self) -> dict[str, Any]:
-        """The saved summary, caught up first if the log has moved on."""
+        """The saved summary, caught up first if the log has moved on (and saved again
+        when it was saved without the roster, by an older version)."""
         position, _, summary = self.store.load_view(VIEW, state=False)
-        if summary is None or position < self.store.max_notification_id():
-            ledger, position = self.catch_up()
-            return summary_of(ledger, position)
-        value = canonical.decode(summary, max_size=2**31, what="ledger summary")
-        assert isinstance(value, dict)
-        return value
+        value = (canonical.decode(summary, max_size=2**31, what="ledger summary")
+                 if summary is not None and position >= self.store.max_notification_id()
+                 else None)
+        if isinstance(value, dict) and "roster" in value:
+            return value
+        ledger, position = self.catch_up()
+        if value is not None:
+            self.save(ledger, position)
+        return summary_of(ledger, position)

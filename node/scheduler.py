@@ -161,7 +161,7 @@ async def serve(service: NodeService, host: str, port: int, limits: Limits | Non
     if dashboard is not None:
         await dashboard.start(service)
         service.dashboard_url = dashboard.link()
-    await service.write(service.node.ledger, catch_up_log(service))
+    ledger = await service.write(service.node.ledger, catch_up_log(service))
     # From the line that says it listens, a signal stops the node in order (a
     # supervisor or a test may send one as soon as it reads that line).
     stop = asyncio.Event()
@@ -170,7 +170,9 @@ async def serve(service: NodeService, host: str, port: int, limits: Limits | Non
     if dashboard is not None:
         loop.add_signal_handler(signal.SIGUSR1,
                                 lambda: service.log(f"dashboard: {dashboard.new_link()}"))
-    service.log(f"disco node {service.home.name!r} listening on {service.url}")
+    # One name per LAB: the roster's, even when 'disco init --name' gave another.
+    service.log(f"disco node {ledger.lab_name(service.node.lab_id)!r} listening on "
+                f"{service.url}")
     if dashboard is not None:
         service.log(f"dashboard: {service.dashboard_url}")
     service.log(f"limits: {cap} connections, bodies up to {limits.max_body} bytes "

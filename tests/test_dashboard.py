@@ -23,11 +23,12 @@ from tests.conftest import Cli, Federation, make_federation
 from tests.nodes import NodeProcess, node_group, one_line_error, wait_until
 
 DASHBOARD_LINE = re.compile(r"^dashboard: (http://\S+)/\?token=(\S+)$")
-PAGES = ["/", "/flows", "/transfers", "/contributions", "/payout", "/peers", "/audit"]
+PAGES = ["/", "/flows", "/transfers", "/contributions", "/payout", "/federation", "/peers",
+         "/audit"]
 APIS = ["/api/overview", "/api/flows", "/api/transfers", "/api/contributions",
-        "/api/payout", "/api/peers", "/api/audit", "/api/live"]
+        "/api/payout", "/api/federation", "/api/peers", "/api/audit", "/api/live"]
 POSTS = ["/contributions", "/transfers/offer", "/transfers/answer", "/transfers/reclaim",
-         "/audit/run", "/audit/export", "/signout"]
+         "/federation/vote", "/audit/run", "/audit/export", "/signout"]
 
 
 def dashboard_link(node: NodeProcess) -> tuple[str, str]:
@@ -343,6 +344,74 @@ def test_audit_and_export_from_the_dashboard(farm: NodeProcess, cli: Cli,
     audited = cli.json("audit", str(path))
     assert audited["ok"] is True and audited["entries"] == report["entries"]
     assert audited["state_digest"] == report["state_digest"]
+
+
+def test_the_federation_page_votes_as_disco_vote_does(farm: NodeProcess, cli: Cli,
+                                                      fed: Federation) -> None:
+    farm_home, fab_home = fed.homes[0].path, fed.homes[1].path
+    assert farm.url is not None
+    newcomer = "9f" * 32
+    proposal = cli.json("propose", "admit", "--lab", newcomer, "--name", "Nueva", "--note",
+                        "vetted", home=fab_home)["ref"]
+    cli("sync", farm.url, home=fab_home)
+    b = _new_session(farm)
+
+    def held() -> dict[str, Any] | None:
+        rows = {p["ref"]: p for p in b.get("/api/federation").json()["proposals"]}
+        return rows.get(proposal)
+
+    row = wait_until(held, what="the proposal on the farm's dashboard")
+    # The rows of 'disco proposals --json', with what the page adds.
+    listed = {r["ref"]: r for r in cli.json("proposals", home=farm_home)["proposals"]}
+    assert {k: row[k] for k in listed[proposal]} == listed[proposal]
+    assert (row["action"], row["about"], row["by"], row["state"], row["needed"]) == (
+        "admit", f"Nueva ({newcomer[:8]})", "FabLab", "open", 2)
+    assert (row["yes"], row["no"], row["can_vote"]) == (1, 0, True)
+    assert row["voted"] == [{"lab": fed.homes[1].lab_id.hex(), "name": "FabLab",
+                             "vote": "yes"}]
+    roster = b.get("/api/federation").json()["roster"]
+    assert [(r["name"], r["state"], r["admitted"]) for r in roster] == [
+        ("Farm", "member", None), ("FabLab", "member", None)]
+    assert roster[0]["key"] == fed.homes[0].lab_id.hex() and roster[0]["self"]
+    page = html.unescape(b.get("/federation").text)
+    assert 'href="/federation" aria-current="page"' in page
+    assert "Nueva (9f9f9f9f)" in page and 'name="vote" value="yes"' in page
+
+    head = _head(cli, farm_home)
+    form = {"ref": proposal, "vote": "yes"}
+    for sent in ({}, {"csrf": "forged"}):
+        answer = b.post("/federation/vote", {**form, **sent})
+        assert answer.status == 403 and "CSRF" in answer.json()["error"]
+    cases = [({"ref": proposal, "vote": "maybe"}, 400, "'maybe': want yes or no"),
+             ({"ref": "12#8", "vote": "yes"}, 400, "want a proposal's ref"),
+             ({"ref": proposal, "vote": "yes", "note": "x" * 2000}, 400, "note"),
+             ({"ref": "abcdef12", "vote": "yes"}, 409, "names no proposal held here")]
+    for sent, status, reason in cases:
+        answer = b.post("/federation/vote", {"csrf": b.csrf("/federation"), **sent})
+        assert answer.status == status, (sent, answer.status, answer.text[-800:])
+        assert reason in html.unescape(answer.text) and 'role="alert"' in answer.text
+    assert _head(cli, farm_home) == head  # nothing stored
+
+    answer = b.post("/federation/vote", {"csrf": b.csrf("/federation"), **form})
+    assert answer.status == 303 and answer.headers["location"] == "/federation"
+    assert _head(cli, farm_home) == head + 1
+    assert f"voted yes: proposal.voted seq {head + 1}" in b.get("/federation").text
+    doc = b.get("/api/federation").json()
+    after = {p["ref"]: p for p in doc["proposals"]}[proposal]
+    assert (after["state"], after["yes"], after["can_vote"]) == ("passed", 2, False)
+    nueva = doc["roster"][-1]
+    assert (nueva["lab"], nueva["name"], nueva["state"]) == (newcomer, "Nueva", "member")
+    assert nueva["admitted"]["ref"] == proposal
+    assert "Nueva" in [r["name"] for r in b.get("/api/overview").json()["balances"]]
+
+    # A second vote: the ledger refuses it, in the words 'disco vote' prints (409).
+    said = one_line_error(cli("vote", proposal, "no", home=farm_home, check=False), 1)
+    assert said.endswith("[already-voted]")
+    answer = b.post("/federation/vote", {"csrf": b.csrf("/federation"), **form,
+                                         "vote": "no"})
+    assert answer.status == 409
+    assert said.removeprefix("disco: ") in html.unescape(answer.text)
+    assert _head(cli, farm_home) == head + 1
 
 
 def test_serve_without_a_dashboard_and_a_bad_address(fed: Federation, cli: Cli,

@@ -202,6 +202,32 @@ def test_a_refused_offer_shows_the_reason(sites: dict[str, Site], cli: Cli,
     assert page.locator("#offer-form input[name=amount]").input_value() == "400"
 
 
+def test_a_proposal_voted_in_on_the_federation_page(sites: dict[str, Site], cli: Cli,
+                                                    fed: Federation, artefacts: Path) -> None:
+    farm = sites["farm"]
+    page = farm.page
+    farm.open("/federation")
+    assert page.locator("#open tr[data-ref]").count() == 0
+    newcomer = "9f" * 32
+    ref = cli.json("propose", "admit", "--lab", newcomer, "--name", "Nueva", "--note",
+                   "vetted by the assembly", home=fed.homes[1].path)["ref"]
+    # It reaches the farm by gossip and appears without a reload (the live refresh).
+    row = page.locator(f'#open tr[data-ref="{ref}"]')
+    row.wait_for(timeout=30_000)
+    text = row.inner_text()
+    assert "admit Nueva (9f9f9f9f)" in text and "vetted by the assembly" in text
+    assert "FabLab" in text and "1 yes, 0 no; 2 needed of 2" in text
+    page.screenshot(path=str(artefacts / "federation-proposal.png"), full_page=True)
+    with page.expect_navigation():
+        row.locator("button[value=yes]").click()
+    assert "voted yes: proposal.voted" in page.locator(".flash").inner_text()
+    assert page.locator("#open tr[data-ref]").count() == 0
+    decided = page.locator(f'#decided tr[data-ref="{ref}"]').inner_text()
+    assert "passed" in decided and "2 yes, 0 no" in decided
+    nueva = page.locator(f'#roster tr[data-lab="{newcomer}"]').inner_text()
+    assert "Nueva" in nueva and "member" in nueva and "admission" in nueva
+
+
 def test_screenshots_of_every_page_and_no_console_errors(
         sites: dict[str, Site], artefacts: Path) -> None:
     farm = sites["farm"]
@@ -216,6 +242,6 @@ def test_screenshots_of_every_page_and_no_console_errors(
         assert width <= 390, f"{path} is {width} px wide on a phone"
         farm.page.screenshot(path=str(artefacts / f"phone-{path.strip('/') or 'overview'}"
                                                   ".png"), full_page=True)
-    assert len(list(artefacts.glob("*.png"))) == len(PAGES) + 2
+    assert len(list(artefacts.glob("*.png"))) == len(PAGES) + 3  # (+ federation-proposal)
     for site in sites.values():
         assert site.problems == [], site.problems

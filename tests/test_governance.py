@@ -15,7 +15,16 @@ from federation.governance import DAY_US, LAPSED, LEFT, OPEN, PASSED, REJECTED, 
 from federation.ledger import Ledger
 from protocol.entry import Entry
 from protocol.keys import Signer
-from tests.test_ledger import LIMIT, T0, Author, interleave, project, random_history, world
+from tests.test_ledger import (
+    LIMIT,
+    T0,
+    Author,
+    Held,
+    interleave,
+    project,
+    random_history,
+    world,
+)
 
 S = 1_000_000
 
@@ -73,6 +82,27 @@ def test_two_of_three_admit_a_lab_that_then_trades_like_a_founder() -> None:
     assert ledger.balance(a.signer.public_key, "JXC") == 300
     assert not ledger.invalid
     ledger.check_invariant()
+
+
+def test_the_deciding_vote_counts_before_the_feeds_hold_it() -> None:
+    # A node checks its own entry (Ledger.receive) before it stores it. The vote that
+    # passes an admission makes the ledger settle every feed again, from feeds that
+    # do not hold the vote yet: the vote is settled all the same.
+    genesis, (a, b, c) = world(3)
+    n = newcomer(genesis)
+    p = propose(a, T0 + S, "admit", lab=n.signer.public_key, name="Nueva")
+    held = Held()
+    ledger = Ledger(genesis, held)
+    for entry in [*a.entries, *b.entries, *c.entries]:
+        held.add(entry)
+        ledger.receive(entry)
+    v = vote(b, p, T0 + 2 * S)
+    ledger.receive(v)
+    assert ledger.applied(b.signer.public_key) == v.seq
+    assert ledger.lab_name(n.signer.public_key) == "Nueva"
+    held.add(v)
+    assert ledger.document() == project(genesis, [*a.entries, *b.entries, *c.entries]
+                                        ).document()
 
 
 def test_votes_that_do_not_count_and_the_ways_a_proposal_ends() -> None:

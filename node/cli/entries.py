@@ -71,7 +71,7 @@ def member_list(ctx: click.Context, lab: str | None, as_json: bool) -> None:
         lab_id = resolve_lab(node, lab, "--lab") if lab else node.lab_id
         state = node.ledger().labs.get(lab_id)
         members = sorted((state.members if state else {}).items())
-        name = node.require_genesis().lab_name(lab_id)
+        name = node.ledger().lab_name(lab_id)
     if as_json:
         emit({"lab": lab_id.hex(), "name": name,
               "members": [{"handle": h, "name": n} for h, n in members]})

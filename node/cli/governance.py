@@ -55,13 +55,13 @@ NEW_KEY = KEY + ".new"
 """A new key waits here until the entry that puts it in force is stored."""
 
 
-def _note(text: str | None) -> str | None:
+def parse_note(text: str | None, hint: str = "--note") -> str | None:
     """``--note`` checked as the bodies check it; a usage error (exit 2) otherwise."""
     if text is None:
         return None
     problem = SCHEMAS["proposal.made"].fields["note"](text)
     if problem is not None:
-        raise click.BadParameter(problem, param_hint="--note")
+        raise click.BadParameter(problem, param_hint=hint)
     return text
 
 
@@ -92,7 +92,7 @@ def author_proposal(node: LabNode, body: dict[str, Any], now: int) -> Entry:
 def _propose(ctx: click.Context, note: str | None, as_json: bool,
              build: Callable[[LabNode], dict[str, Any]]) -> None:
     """Open the node with its key, build the proposal's body, author it, report it."""
-    note = _note(note)
+    note = parse_note(note)
     with open_node(ctx, writer=True) as node:
         body = build(node)
         if note is not None:
@@ -282,9 +282,26 @@ def resolve_proposal(node: LabNode, text: str) -> Proposal:
     return found[0]
 
 
+VOTES = ("yes", "no")
+
+
+def author_vote(node: LabNode, proposal: Proposal, choice: str, note: str | None,
+                now: int) -> tuple[Entry, Proposal]:
+    """Author this LAB's ``proposal.voted`` ``choice`` (yes or no, checked by the
+    caller, as ``note`` is) on ``proposal`` (:func:`resolve_proposal`); returns the
+    entry and the proposal as the vote left it. Raises as :meth:`LabNode.author`
+    does when the ledger refuses the vote (``already-voted``, ``not-a-voter``,
+    ``vote-late``): ``disco vote`` and the dashboard's vote both come here."""
+    body: dict[str, Any] = {"proposal": proposal.ref.as_list(), "vote": choice}
+    if note is not None:
+        body["note"] = note
+    entry = node.author("proposal.voted", body, now)
+    return entry, node.ledger().outcome.proposals[(proposal.ref.author, proposal.ref.seq)]
+
+
 @click.command()
 @click.argument("ref")
-@click.argument("choice", metavar="yes|no", type=click.Choice(["yes", "no"]))
+@click.argument("choice", metavar="yes|no", type=click.Choice(VOTES))
 @note_option
 @json_option
 @click.pass_context
@@ -293,14 +310,10 @@ def vote(ctx: click.Context, ref: str, choice: str, note: str | None, as_json: b
     """Vote on a proposal (REF or an unambiguous prefix; 'disco proposals' lists them):
     proposal.voted. A LAB's first vote on a proposal counts; its proposer's proposal
     is already its yes."""
-    note = _note(note)
+    note = parse_note(note)
     with open_node(ctx, writer=True) as node:
         proposal = resolve_proposal(node, ref)
-        body: dict[str, Any] = {"proposal": proposal.ref.as_list(), "vote": choice}
-        if note is not None:
-            body["note"] = note
-        entry = node.author("proposal.voted", body, now_us())
-        after = node.ledger().outcome.proposals[(proposal.ref.author, proposal.ref.seq)]
+        entry, after = author_vote(node, proposal, choice, note, now_us())
         state = after.state_at(now_us())
     if as_json:
         emit({"ref": str(entry.ref), "kind": entry.kind, "seq": entry.seq,
@@ -329,17 +342,16 @@ def _iso(ts_us: int | None) -> str | None:
         return None
 
 
-def _fields(p: Proposal, units: Mapping[str, int]) -> dict[str, Any]:
-    """The action's fields as a person reads them: ids and keys in hex, refs as
-    text, a credit limit in its unit's decimals, a threshold as N/D."""
+def proposal_fields(body: Mapping[str, Any], units: Mapping[str, int]) -> dict[str, Any]:
+    """A proposal's action and fields (its checked ``proposal.made`` body) as a person
+    reads them: ids and keys in hex, refs as text, a credit limit in its unit's
+    decimals, a threshold as N/D."""
     out: dict[str, Any] = {}
-    for name, value in p.body.items():
-        if name == "action":
-            continue
+    for name, value in body.items():
         if name == "keep":
             out[name] = str(Ref.from_value(value))
         elif name == "credit_limit":
-            out[name] = amount_text(value, units.get(p.body.get("unit", ""), 0))
+            out[name] = amount_text(value, units.get(body.get("unit", ""), 0))
         elif name == "threshold":
             out[name] = f"{value[0]}/{value[1]}"
         elif isinstance(value, bytes):
@@ -354,7 +366,7 @@ def proposal_rows(ledger: Ledger, now: int, open_only: bool = False) -> list[dic
     ``{ref, action, proposer, state, votes, needed}`` with ``state`` open, passed,
     lapsed (open past its expiry at ``now``) or rejected, and ``reason``,
     ``voters``, ``made``, ``expires``, ``decided`` and the action's fields
-    (:func:`_fields`)."""
+    (:func:`proposal_fields`)."""
     rows = []
     units = ledger.genesis.units
     for p in sorted(ledger.outcome.proposals.values(), key=lambda p: (p.ts_us, p.ref.hash)):
@@ -366,14 +378,15 @@ def proposal_rows(ledger: Ledger, now: int, open_only: bool = False) -> list[dic
                      "needed": p.needed, "reason": p.reason,
                      "voters": [lab.hex() for lab in p.voters], "made": _iso(p.ts_us),
                      "expires": _iso(p.expires_us), "decided": _iso(p.decided_us),
-                     **_fields(p, units)})
+                     **proposal_fields(p.body, units)})
     return rows
 
 
-def _about(row: dict[str, Any], names: Mapping[str, str]) -> str:
-    """What a proposal is about, in one line."""
+def proposal_about(row: Mapping[str, Any], ledger: Ledger) -> str:
+    """What a proposal is about, in one line (``row``: :func:`proposal_fields`'s, or
+    :func:`proposal_rows`'), the LAB it names by its roster name."""
     def lab() -> str:
-        return names.get(row["lab"], row.get("name") or row["lab"][:8])
+        return ledger.lab_name(bytes.fromhex(row["lab"]))
     action = row["action"]
     if action == "admit":
         return f"{row['name']} ({row['lab'][:8]})"
@@ -407,7 +420,6 @@ def proposals(ctx: click.Context, open_only: bool, as_json: bool) -> None:
     with open_node(ctx) as node:
         ledger = node.ledger()
         rows = proposal_rows(ledger, now_us(), open_only)
-        names = {lab.hex(): name for lab, name in ledger.roster.items()}
     if as_json:
         emit({"proposals": rows})
         return
@@ -421,8 +433,8 @@ def proposals(ctx: click.Context, open_only: bool, as_json: bool) -> None:
         author, seq, digest = r["ref"].split(":")
         yes = sum(1 for v in r["votes"].values() if v == "yes")
         state = r["state"] + (f" ({r['reason']})" if r["reason"] else "")
-        out.add_row(short_ref(author, int(seq), digest), r["action"], _about(r, names),
-                    names.get(r["proposer"], r["proposer"][:8]), state,
+        out.add_row(short_ref(author, int(seq), digest), r["action"], proposal_about(r, ledger),
+                    ledger.lab_name(bytes.fromhex(r["proposer"])), state,
                     f"{yes} yes, {len(r['votes']) - yes} no; {r['needed']} needed",
                     (r["expires"] or "")[:10] if r["state"] in (OPEN, LAPSED) else "")
     _console().print(out)
@@ -443,7 +455,7 @@ def leave(ctx: click.Context, note: str | None, confirmed: bool, as_json: bool) 
     The LAB's balance stays on the books; offers to it that it has not answered can
     be reclaimed by their payers; nothing it writes after this counts. Without --yes
     it asks first."""
-    note = _note(note)
+    note = parse_note(note)
     with open_node(ctx, writer=True) as node:
         name = node.ledger().roster.get(node.lab_id, node.home.name)
         if not confirmed:
@@ -510,7 +522,7 @@ def key_rotate(ctx: click.Context, note: str | None, as_json: bool) -> None:
     passphrase if the old one is), then put in place of lab.key; the old key is kept
     as lab.key.old-TIMESTAMP (it no longer signs anything). Peers take the new key
     once they hold the rotation: sync soon after."""
-    note = _note(note)
+    note = parse_note(note)
     home = Home.open(home_path(ctx))
     home.check_key_file()
     passphrase = passphrase_for(home)

@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from federation.errors import RuleViolation
-from federation.genesis import Genesis
 from federation.kinds import entry_body
+from federation.ledger import Ledger
 from federation.valueflows import amount_text
 from node.cli.common import (
     emit,
@@ -22,6 +22,7 @@ from node.cli.common import (
     short_ref,
     shows_progress,
 )
+from node.cli.governance import proposal_about, proposal_fields
 from protocol.entry import Entry, Ref
 
 
@@ -64,10 +65,12 @@ def _ref_text(value: Any) -> str:
     return short_ref(ref.author, ref.seq, ref.hash)
 
 
-def summary(entry: Entry, genesis: Genesis) -> str:
+def summary(entry: Entry, ledger: Ledger) -> str:
     """One line that says what an entry records, in the user's units: amounts in the
-    unit's decimals, hours as H:MM, LABs by their roster name, refs as AUTHOR:SEQ:HASH
-    (abbreviated), timestamps as dates."""
+    unit's decimals, hours as H:MM, LABs by their name in the roster in force
+    (:meth:`~federation.ledger.Ledger.lab_name`), refs as AUTHOR:SEQ:HASH
+    (abbreviated), timestamps as dates, keys by their first 8 hex digits, proposals
+    in words."""
     try:
         body = entry_body(entry)
     except RuleViolation:
@@ -75,6 +78,7 @@ def summary(entry: Entry, genesis: Genesis) -> str:
     if body is None:
         return "(redacted)"
     kind = entry.kind
+    genesis = ledger.genesis
 
     def amount() -> str:
         decimals = genesis.units.get(body["unit"], 0)
@@ -84,19 +88,19 @@ def summary(entry: Entry, genesis: Genesis) -> str:
         return "".join(f", {k} {body[k]!r}" for k in keys if body.get(k))
 
     if kind == "lab.joined":
-        return f"joined {genesis.name!r} as {genesis.lab_name(entry.author)}"
+        return f"joined {genesis.name!r} as {ledger.lab_name(entry.author)}"
     if kind in ("member.added", "member.updated"):
         return f"{body['handle']} ({body['name']})"
     fixes = f"corrects {_ref_text(body['entry'])}: " if "entry" in body else ""
     if kind in ("contribution.recorded", "contribution.corrected"):
         text = f"{body['member']}: {hours_text(body['minutes'])} h {body['stream']}"
         if body.get("for_lab"):
-            text += f" for {genesis.lab_name(body['for_lab'])}"
+            text += f" for {ledger.lab_name(body['for_lab'])}"
         return fixes + text + extra("project", "note", "date", "reason")
     if kind == "contribution.acknowledged":
         return f"contribution {_ref_text(body['contribution'])}" + extra("note")
     if kind == "transfer.offered":
-        return f"{amount()} to {genesis.lab_name(body['to'])}" + extra("memo")
+        return f"{amount()} to {ledger.lab_name(body['to'])}" + extra("memo")
     if kind in ("transfer.accepted", "transfer.declined"):
         return f"offer {_ref_text(body['offer'])}" + extra("reason")
     if kind == "transfer.reclaimed":
@@ -106,6 +110,19 @@ def summary(entry: Entry, genesis: Genesis) -> str:
             "reason")
     if kind == "entry.voided":
         return f"voids {_ref_text(body['entry'])}: {body['reason']!r}"
+    if kind == "proposal.made":
+        fields = proposal_fields(body, genesis.units)
+        what = (f"a rule change: {proposal_about(fields, ledger)}" if body["action"] == "rule"
+                else f"to {body['action']} {proposal_about(fields, ledger)}")
+        return f"proposes {what}" + extra("note")
+    if kind == "proposal.voted":
+        target = Ref.from_value(body["proposal"])
+        return f"votes {body['vote']} on {short_ref(target.author, target.seq)}" + extra("note")
+    if kind == "key.rotated":
+        return (f"rotates its key to {body['key'].hex()[:8]} (it signs from seq "
+                f"{entry.seq + 1})" + extra("note"))
+    if kind == "lab.left":
+        return "leaves the federation" + extra("note")
     if kind == "policy.set":
         w = body["weights"]
         return (f"weights livelihood {w.get('livelihood', 0)}, love {w.get('love', 0)}, "
@@ -124,20 +141,22 @@ def log(ctx: click.Context, author: str | None, as_json: bool) -> None:
 
     Each line: the author's date (UTC), the LAB, the ref (AUTHOR:SEQ:HASH, abbreviated;
     any command taking a REF takes it back), the kind and what it records, with
-    amounts in the unit's decimals and hours as H:MM. --json gives the raw bodies."""
+    amounts in the unit's decimals, hours as H:MM, LABs by their roster name and
+    proposals, votes, key rotations and departures in words. --json gives the raw
+    bodies."""
     with open_node(ctx) as node:
         lab = resolve_lab(node, author, "--author") if author else None
-        genesis = node.require_genesis()
+        ledger = None if as_json else node.ledger()  # (the names of the roster in force)
         first = True
         if as_json:
             click.echo("[")
         for entry in node.log(lab):
             if as_json:
                 click.echo(("" if first else ",\n") + json.dumps(entry_json(entry)), nl=False)
-            else:
-                click.echo(f"{_date(entry.header.ts_us)}  {genesis.lab_name(entry.author):<16} "
+            elif ledger is not None:
+                click.echo(f"{_date(entry.header.ts_us)}  {ledger.lab_name(entry.author):<16} "
                            f"{short_ref(entry.author, entry.seq, entry.hash)}  "
-                           f"{entry.kind:<25} {summary(entry, genesis)}")
+                           f"{entry.kind:<25} {summary(entry, ledger)}")
             first = False
         if as_json:
             click.echo("\n]")

@@ -282,17 +282,18 @@ def balance(ctx: click.Context, as_json: bool) -> None:
         summary = node.summary()
         genesis = node.require_genesis()
     warn_unchecked(node.home)
-    table: dict[bytes, dict[str, int]] = {lab.id: dict.fromkeys(genesis.units, 0)
-                                          for lab in genesis.labs}
+    names: dict[bytes, str] = dict(summary["roster"])  # (the ledger's names: lab_name)
+    table: dict[bytes, dict[str, int]] = {lab: dict.fromkeys(genesis.units, 0)
+                                          for lab in names}
     for lab, unit, amount in summary["balances"]:
-        table.setdefault(lab, {})[unit] = amount
+        table[lab][unit] = amount  # (only a LAB of the roster has a balance)
     if as_json:
         emit({"balances": {lab.hex(): units for lab, units in table.items()},
               "state_digest": summary["state_digest"].hex()})
         return
     out = Table("LAB", *genesis.units, title="Balances")
     for lab, units in table.items():
-        out.add_row(genesis.lab_name(lab),
+        out.add_row(names[lab],
                     *(amount_text(units.get(u, 0), d) for u, d in genesis.units.items()))
     _console().print(out)
 
@@ -305,7 +306,8 @@ def balance(ctx: click.Context, as_json: bool) -> None:
 def transfers(ctx: click.Context, pending: bool, as_json: bool) -> None:
     """Transfers and their states."""
     with open_node(ctx) as node:
-        rows = reports.transfers(node.ledger(), pending_only=pending)
+        ledger = node.ledger()
+        rows = reports.transfers(ledger, pending_only=pending)
         genesis = node.require_genesis()
     if as_json:
         emit({"transfers": rows})
@@ -313,8 +315,8 @@ def transfers(ctx: click.Context, pending: bool, as_json: bool) -> None:
     out = Table("ref", "from", "to", "amount", "state", title="Transfers")
     for r in rows:
         author, seq, digest = r["ref"].split(":")
-        out.add_row(short_ref(author, int(seq), digest), genesis.lab_name(r["from"]),
-                    genesis.lab_name(r["to"]),
+        out.add_row(short_ref(author, int(seq), digest), ledger.lab_name(r["from"]),
+                    ledger.lab_name(r["to"]),
                     f"{amount_text(r['amount'], genesis.units[r['unit']])} {r['unit']}",
                     r["state"])
     _console().print(out)
@@ -330,7 +332,8 @@ def transfers(ctx: click.Context, pending: bool, as_json: bool) -> None:
 def flows(ctx: click.Context, period: str | None, by: str, as_json: bool) -> None:
     """Value flows: contributed hours and completed transfers."""
     with open_node(ctx) as node:
-        report = reports.flows(node.ledger(), period=_period(period), by=by)
+        ledger = node.ledger()
+        report = reports.flows(ledger, period=_period(period), by=by)
         genesis = node.require_genesis()
     if as_json:
         emit(report)
@@ -339,12 +342,12 @@ def flows(ctx: click.Context, period: str | None, by: str, as_json: bool) -> Non
                                                        "member", "stream"]), "hours",
                 title=f"Contributions by {by}" + (f" in {period}" if period else ""))
     for row in report["contributions"]:
-        key = [genesis.lab_name(k) if isinstance(k, bytes) else k for k in row["key"]]
+        key = [ledger.lab_name(k) if isinstance(k, bytes) else k for k in row["key"]]
         out.add_row(*key, f"{row['minutes'] / 60:.2f}")
     _console().print(out)
     moved = Table("from", "to", "amount", title="Completed transfers")
     for t in report["transfers"]:
-        moved.add_row(genesis.lab_name(t["from"]), genesis.lab_name(t["to"]),
+        moved.add_row(ledger.lab_name(t["from"]), ledger.lab_name(t["to"]),
                       f"{amount_text(t['amount'], genesis.units[t['unit']])} {t['unit']}")
     _console().print(moved)
 

@@ -88,9 +88,9 @@ def serve(ctx: click.Context, listen: str, max_connections: int, max_body: int,
     node from hostile peers and strangers (docs/sync.md, "Under attack").
 
     The dashboard (a web page of the LAB's books: balances, flows, transfers,
-    contributions, payout, peers, audit) listens on its own address, apart from the
-    sync API. 'serve' prints 'dashboard: URL': the link signs one browser in, once
-    (kill -USR1 the node for a new one)."""
+    contributions, payout, federation, peers, audit) listens on its own address, apart
+    from the sync API. 'serve' prints 'dashboard: URL': the link signs one browser in,
+    once (kill -USR1 the node for a new one)."""
     from node.scheduler import serve as run
 
     host, port = _listen(listen)
@@ -118,18 +118,14 @@ def serve(ctx: click.Context, listen: str, max_connections: int, max_body: int,
 
 def _serve_log(service: NodeService, as_json: bool) -> Callable[[str], None]:
     """The node's log lines on stdout; with ``--json`` the line that says it is
-    listening becomes one JSON line ``{"url", "lab_id"}`` and the rest go to stderr."""
-    genesis = service.node.genesis
-    name = (genesis.lab_name(service.node.lab_id) if genesis is not None
-            and genesis.is_member(service.node.lab_id) else service.home.name)
+    listening (which names the LAB by the roster: :func:`node.scheduler.serve`)
+    becomes one JSON line ``{"url", "lab_id"}`` and the rest go to stderr."""
 
     def log(line: str) -> None:
         ready = line.startswith("disco node ") and " listening on " in line
         if ready and as_json:
             print(json.dumps({"url": service.url, "lab_id": service.node.lab_id.hex(),
                               "dashboard": service.dashboard_url}), flush=True)
-        elif ready:  # one name per LAB: the roster's
-            print(f"disco node {name!r} listening on {service.url}", flush=True)
         else:
             print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
     return log
@@ -197,11 +193,14 @@ def _print_peers(home: Home, as_json: bool) -> None:
                    f"failures {p.get('failures', 0)}")
 
 
-def _peer_name(service: NodeService, url: str) -> str:
-    """``NAME (URL)`` once the LAB at ``url`` is known, else the URL."""
+async def _peer_name(service: NodeService, url: str) -> str:
+    """``NAME (URL)`` once the LAB at ``url`` is known (a LAB of the roster in force),
+    else the URL."""
     lab = service.peer_labs.get(url)
-    genesis = service.node.require_genesis()
-    return f"{genesis.lab_name(lab)} ({url})" if lab and genesis.is_member(lab) else url
+    if not lab:
+        return url
+    ledger = await service.write(service.node.ledger)
+    return f"{ledger.lab_name(lab)} ({url})" if lab in ledger.roster else url
 
 
 def _rounds(n: int) -> str:
@@ -258,13 +257,13 @@ def sync(ctx: click.Context, urls: tuple[str, ...], once: bool, as_json: bool) -
                                              on_round=on_round)
             except PeerError as e:
                 service.gossip.failed(url, loop.time(), str(e))
-                return {"url": url, "peer": _peer_name(service, url), "ok": False,
+                return {"url": url, "peer": await _peer_name(service, url), "ok": False,
                         "error": str(e), "pulled": seen.pulled, "pushed": seen.pushed,
                         "rounds": seen.rounds}
         service.gossip.succeeded(url, loop.time(), wall=time.time())
         if o.last is not None:
             service.peer_frontiers[url] = o.last.remote_frontier
-        return {"url": url, "peer": _peer_name(service, url), "ok": not o.stalled,
+        return {"url": url, "peer": await _peer_name(service, url), "ok": not o.stalled,
                 "pulled": o.pulled, "pushed": o.pushed, "forks": o.forks,
                 "in_sync": o.in_sync, "requests": o.requests, "rounds": o.rounds,
                 "lacking": o.lacking, "stalled": o.stalled}

@@ -34,6 +34,7 @@ from node.cli.common import (
     resolve_ref,
     translate,
 )
+from node.cli.governance import VOTES, author_vote, parse_note, resolve_proposal
 from node.cli.ledger import author_offer, author_reclaim
 from node.dashboard.access import ACCESS, SESSION
 from node.dashboard.pages import AUDIT, SERVICE, render
@@ -153,6 +154,23 @@ async def reclaim(request: web.Request) -> web.Response:
                         "/transfers")
 
 
+async def vote(request: web.Request) -> web.Response:
+    """Vote yes or no on an open proposal (``disco vote``)."""
+    form = await _form(request)
+
+    def author(node: LabNode) -> Entry:
+        choice = form.get("vote", "")
+        if choice not in VOTES:
+            raise click.BadParameter(f"{choice!r}: want yes or no", param_hint="vote")
+        note = parse_note(form.get("note") or None, "note")
+        proposal = resolve_proposal(node, form.get("ref", ""))
+        return author_vote(node, proposal, choice, note, now_us())[0]
+
+    return await _write(request, "federation", form, author,
+                        lambda e: f"voted {form.get('vote')}: proposal.voted seq {e.seq}",
+                        "/federation")
+
+
 def _export(node: LabNode, out: BinaryIO, redact: str | None) -> int:
     return export_bundle(node, out, now_us(), redact_member=redact or None)
 
@@ -220,6 +238,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/transfers/offer", offer)
     app.router.add_post("/transfers/answer", answer)
     app.router.add_post("/transfers/reclaim", reclaim)
+    app.router.add_post("/federation/vote", vote)
     app.router.add_post("/audit/run", run_audit)
     app.router.add_post("/audit/export", export)
     app.router.add_post("/signout", sign_out)

@@ -20,18 +20,20 @@ from typing import Any
 from federation import reports
 from federation.errors import FederationError, RuleViolation
 from federation.genesis import Genesis
+from federation.governance import MEMBER, OPEN
 from federation.kinds import PERIOD, STREAMS, entry_body
 from federation.ledger import Ledger
 from federation.transfers import OFFERED, OUTSTANDING, Offer
 from federation.valueflows import amount_text
 from node.checkpoints import CheckpointBook
 from node.cli.common import short_ref
+from node.cli.governance import proposal_about, proposal_rows
 from node.cli.inspect import hours_text, summary
 from node.lab import LabNode
 from node.projection import VIEW, summary_of
 from node.service import NodeService, peer_status, status_of
 from protocol import canonical
-from protocol.entry import Entry, decode_entry
+from protocol.entry import Entry, Ref, decode_entry
 
 RECENT = 12
 """Latest entries on the overview."""
@@ -75,10 +77,10 @@ def check_period(value: str | None) -> str | None:
     return value
 
 
-def _entry_row(entry: Entry, genesis: Genesis) -> dict[str, Any]:
+def _entry_row(entry: Entry, ledger: Ledger) -> dict[str, Any]:
     return {"ref": str(entry.ref), "short": short_ref(entry.author, entry.seq, entry.hash),
-            "lab": genesis.lab_name(entry.author), "kind": entry.kind,
-            "summary": summary(entry, genesis), "at": iso(entry.header.ts_us)}
+            "lab": ledger.lab_name(entry.author), "kind": entry.kind,
+            "summary": summary(entry, ledger), "at": iso(entry.header.ts_us)}
 
 
 def latest_entries(node: LabNode, labs: list[bytes], count: int,
@@ -105,9 +107,11 @@ def _body(entry: Entry) -> dict[str, Any]:
         return {}
 
 
-def _lab_rows(genesis: Genesis, me: bytes) -> list[dict[str, Any]]:
-    return [{"id": lab.id.hex(), "name": lab.name, "self": lab.id == me}
-            for lab in genesis.labs]
+def _lab_rows(ledger: Ledger, me: bytes) -> list[dict[str, Any]]:
+    """The LABs a form may name (an offer's payee, the LAB work was for): the members
+    of the roster in force, founders first."""
+    return [{"id": lab.hex(), "name": ledger.lab_name(lab), "self": lab == me}
+            for lab, m in ledger.outcome.members.items() if m.state == MEMBER]
 
 
 def held_summary(node: LabNode) -> dict[str, Any]:
@@ -156,11 +160,11 @@ def overview(node: LabNode, ledger: Ledger) -> dict[str, Any]:
             cells.append({"unit": unit, "balance": amount, "text": _money(genesis, amount, unit),
                           "limit": limit, "limit_text": _money(genesis, -limit, unit),
                           "used_pct": round(used, 1)})
-        rows.append({"lab": lab.hex(), "name": genesis.lab_name(lab),
+        rows.append({"lab": lab.hex(), "name": ledger.lab_name(lab),
                      "self": lab == node.lab_id, "units": cells})
     return {"federation": genesis.name, "units": list(genesis.units), "balances": rows,
-            "latest": [_entry_row(e, genesis) for e in latest_entries(node, node.feeds(),
-                                                                      RECENT)]}
+            "latest": [_entry_row(e, ledger) for e in latest_entries(node, node.feeds(),
+                                                                     RECENT)]}
 
 
 def digest_state(node: LabNode) -> dict[str, Any]:
@@ -190,14 +194,14 @@ def sync_state(service: NodeService) -> dict[str, Any]:
                                    if isinstance(peer.get("last_contact"), (int, float))
                                    else None)
     book = CheckpointBook(node.store, genesis.federation_id, node.current_key)
-    names = {lab.id.hex(): lab.name for lab in genesis.labs}
+    ledger = node.ledger()
     for row in doc["roster"]:
         checkpoint = book.latest(bytes.fromhex(row["lab"]))
         row["checkpoint"] = checkpoint[0].size if checkpoint is not None else None
         lag = doc["lag"].get(row["lab"], {"we_lack": 0, "peers_lack": 0})
         row.update(we_lack=lag["we_lack"], peers_lack=lag["peers_lack"])
     for fork in doc["forks"]:
-        fork["name"] = names.get(fork["author"], fork["author"][:8])
+        fork["name"] = ledger.lab_name(bytes.fromhex(fork["author"]))
     doc["agreement"] = agreement(doc["peers"])
     return doc
 
@@ -239,7 +243,7 @@ def flows(node: LabNode, ledger: Ledger, period: str | None, unit: str) -> dict[
     member, for ``period`` (None: every period)."""
     genesis = node.require_genesis()
     by_member = reports.flows(ledger, period=period, by="member")  # (LAB, member, stream)
-    name = genesis.lab_name
+    name = ledger.lab_name
     decimals = genesis.units[unit]
     moved = [t for t in by_member["transfers"] if t["unit"] == unit]
     nodes: dict[str, None] = {}
@@ -285,11 +289,12 @@ def flows(node: LabNode, ledger: Ledger, period: str | None, unit: str) -> dict[
     }
 
 
-def _transfer_row(genesis: Genesis, o: Offer, me: bytes) -> dict[str, Any]:
+def _transfer_row(ledger: Ledger, o: Offer, me: bytes) -> dict[str, Any]:
     """An offer as ``disco transfers`` lists it (:func:`federation.reports.transfers`),
     with names and the amount in its unit."""
+    genesis = ledger.genesis
     return {"ref": str(o.ref()), "short": short_ref(o.payer, o.seq, o.hash),
-            "from": genesis.lab_name(o.payer), "to": genesis.lab_name(o.payee),
+            "from": ledger.lab_name(o.payer), "to": ledger.lab_name(o.payee),
             "incoming": o.payee == me, "outgoing": o.payer == me,
             "amount": o.amount, "unit": o.unit, "text": _money(genesis, o.amount, o.unit),
             "state": o.state, "at": iso(o.ts_us)}
@@ -310,15 +315,15 @@ def transfers(node: LabNode, ledger: Ledger) -> dict[str, Any]:
     offers = ledger.offers.values()
     to_me = [o for o in offers if o.payee == me and o.state == OFFERED]
     from_me = [o for o in offers if o.payer == me and o.state in OUTSTANDING]
-    return {"to_me": [_transfer_row(genesis, o, me)
+    return {"to_me": [_transfer_row(ledger, o, me)
                       for o in heapq.nsmallest(HISTORY, to_me, key=_claim_order)],
             "to_me_total": len(to_me),
-            "from_me": [_transfer_row(genesis, o, me)
+            "from_me": [_transfer_row(ledger, o, me)
                         for o in heapq.nlargest(HISTORY, from_me, key=_claim_order)],
             "from_me_total": len(from_me),
-            "history": [_transfer_row(genesis, o, me)
+            "history": [_transfer_row(ledger, o, me)
                         for o in heapq.nlargest(HISTORY, offers, key=_claim_order)],
-            "history_total": len(ledger.offers), "labs": _lab_rows(genesis, me),
+            "history_total": len(ledger.offers), "labs": _lab_rows(ledger, me),
             "units": list(genesis.units)}
 
 
@@ -327,7 +332,6 @@ def contributions(node: LabNode, ledger: Ledger, member: str | None,
     """This LAB's members, its latest contributions (of ``member`` only, if given),
     that member's hours per month and stream, and hours by stream per member for
     ``period`` (None: every period)."""
-    genesis = node.require_genesis()
     me = node.lab_id
     state = ledger.labs.get(me)
     members = sorted((state.members if state else {}).items())
@@ -350,17 +354,17 @@ def contributions(node: LabNode, ledger: Ledger, member: str | None,
             per_member.append(((handle,), stream, minutes))
     keys, minutes_by = _by_stream(per_member)
     return {
-        "lab": genesis.lab_name(me), "member": member, "period": period,
+        "lab": ledger.lab_name(me), "member": member, "period": period,
         "members": [{"handle": h, "name": n} for h, n in members],
-        "streams": list(STREAMS), "labs": _lab_rows(genesis, me),
-        "latest": [{**_entry_row(e, genesis), "member": b.get("member"),
+        "streams": list(STREAMS), "labs": _lab_rows(ledger, me),
+        "latest": [{**_entry_row(e, ledger), "member": b.get("member"),
                     "stream": b.get("stream"), "hours": hours_text(int(b.get("minutes", 0))),
-                    "for": genesis.lab_name(b["for_lab"]) if b.get("for_lab") else None,
+                    "for": ledger.lab_name(b["for_lab"]) if b.get("for_lab") else None,
                     "date": b.get("date")} for e, b in latest],
         "history": [{"month": m, **{s: hours_text(v[s]) for s in STREAMS}}
                     for m, v in sorted(months.items(), reverse=True)],
         "charts": {"streams": _stream_option(
-            f"Hours by value stream, {genesis.lab_name(me)}"
+            f"Hours by value stream, {ledger.lab_name(me)}"
             + (f", {period}" if period else ""), [k[0] for k in keys], minutes_by)},
     }
 
@@ -392,6 +396,44 @@ def payout(node: LabNode, ledger: Ledger, period: str, unit: str) -> dict[str, A
                         **{s: hours_text(result.minutes.get(m, {}).get(s, 0))
                            for s in STREAMS}} for m, a in result.shares.items()])
     return doc
+
+
+def federation(node: LabNode, ledger: Ledger, now: int) -> dict[str, Any]:
+    """The roster in force and every proposal (``disco status`` and ``disco
+    proposals``, in one page).
+
+    ``roster``: each LAB of the roster (founders first, then those admitted, in the
+    order decided) with its name, state (member, left, removed), key in force, and
+    the proposal that admitted it (``admitted``: None for a founder) or the entry
+    that ended its feed (``gone_by``). ``proposals``: the rows of ``disco proposals
+    --json`` (:func:`~node.cli.governance.proposal_rows`, states at ``now``: an open
+    proposal past its expiry is lapsed), each with ``about`` (what it would do, in
+    words), ``by`` (the proposer's name), ``yes`` and ``no`` (the tally), ``voted``
+    (who voted what) and ``can_vote``: open, this LAB among its voters, and no vote
+    of this LAB on it yet (the ledger refuses any other vote: the page does not
+    offer it). Not cached: a proposal lapses while the ledger stands still."""
+    me = node.lab_id.hex()
+
+    def ref(r: Ref | None) -> dict[str, str] | None:
+        return None if r is None else {"ref": str(r), "short": short_ref(r.author, r.seq)}
+
+    roster = [{"lab": lab.hex(), "name": ledger.lab_name(lab), "state": m.state,
+               "key": m.key().hex(), "self": lab.hex() == me, "admitted": ref(m.admitted),
+               "gone_by": ref(m.gone_by)} for lab, m in ledger.outcome.members.items()]
+    proposals = []
+    for row in proposal_rows(ledger, now):
+        author, seq, _ = row["ref"].split(":")
+        yes = sum(1 for v in row["votes"].values() if v == "yes")
+        proposals.append({
+            **row, "short": short_ref(author, int(seq)), "about": proposal_about(row, ledger),
+            "by": ledger.lab_name(bytes.fromhex(row["proposer"])),
+            "yes": yes, "no": len(row["votes"]) - yes,
+            "voted": [{"lab": lab, "name": ledger.lab_name(bytes.fromhex(lab)), "vote": v}
+                      for lab, v in row["votes"].items()],
+            "can_vote": (row["state"] == OPEN and me in row["voters"]
+                         and me not in row["votes"])})
+    return {"lab": me, "roster": roster, "proposals": proposals,
+            "open": sum(1 for p in proposals if p["state"] == OPEN)}
 
 
 class PageCache:

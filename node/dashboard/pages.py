@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
+from node.cli.common import now_us
 from node.dashboard import data
 from node.dashboard.access import ACCESS, context
 from node.errors import NodeError
@@ -104,6 +105,12 @@ def _peers(s: NodeService, q: dict[str, str]) -> tuple[tuple[Any, ...],
     return (), lambda: data.sync_state(s)
 
 
+def _federation(s: NodeService, q: dict[str, str]
+                ) -> tuple[tuple[Any, ...], Callable[[], dict[str, Any]]]:
+    node = s.node
+    return (), lambda: data.federation(node, node.ledger(), now_us())
+
+
 def _audit(s: NodeService, q: dict[str, str]) -> tuple[tuple[Any, ...],
                                                        Callable[[], dict[str, Any]]]:
     node = s.node
@@ -119,7 +126,7 @@ def status_peers(s: NodeService) -> list[dict[str, Any]]:
     """The peers with what each side lacks (as ``disco status`` shows them)."""
     node = s.node
     held = {a: seq for a, (seq, _) in node.frontier().items()}
-    return [with_lag(p, node.require_genesis(), held) for p in peer_status(s.home)]
+    return [with_lag(p, node.roster(), held) for p in peer_status(s.home)]
 
 
 PAGES = {p.name: p for p in (
@@ -130,6 +137,7 @@ PAGES = {p.name: p for p in (
     Page("transfers", "Transfers", _transfers),
     Page("contributions", "Contributions", _contributions),
     Page("payout", "Payout", _payout),
+    Page("federation", "Federation", _federation, cached=False),
     Page("peers", "Peers & sync", _peers, cached=False),
     Page("audit", "Audit", _audit),
 )}
@@ -179,10 +187,15 @@ async def render(request: web.Request, name: str, extra: dict[str, Any] | None =
         extra = {**(extra or {}), "error": str(e)}
     genesis = service.node.require_genesis()
     ctx = {"doc": doc, "page": PAGES[name], "pages": PAGES.values(),
-           "lab_name": genesis.lab_name(service.node.lab_id), "federation": genesis.name,
+           "lab_name": await service.write(own_name, service.node), "federation": genesis.name,
            "query": dict(request.query), "audit": request.app[AUDIT],
            **context(request), **(extra or {})}
     return aiohttp_jinja2.render_template(f"{name}.html", request, ctx, status=status)
+
+
+def own_name(node: LabNode) -> str:
+    """This LAB's name in the roster in force (run in the writer thread)."""
+    return node.ledger().lab_name(node.lab_id)
 
 
 def page_handler(name: str) -> Callable[[web.Request], Any]:
