@@ -25,11 +25,11 @@ from federation.ledger import Ledger
 from node.errors import NodeError
 from node.home import WRITER_WAIT_S, Home, load_genesis_file
 from node.projection import PROGRESS_EVERY, LedgerProjection, Skipped
+from node.repairs import awaits_key, set_aside_stale_branches
 from node.store import SIGNATURE_CHUNK, FeedStore, Problem, SeqTaken, StoreCheck, verify_pool
 from protocol.entry import Entry, Ref, check_signature, decode_entry, short, sign_entry
 from protocol.errors import (
     BadSignatureError,
-    ProtocolError,
     WrongAuthorError,
     WrongFederationError,
 )
@@ -47,30 +47,6 @@ def _first_bad_signature(entries: list[tuple[Entry, bytes]]) -> int:
         except BadSignatureError:
             return i
     return -1
-
-
-def _awaits_key(entry: Entry, ledger: Ledger, raws: Iterable[bytes]) -> bool:
-    """Whether ``entry``, whose signature fails under its LAB's key in force here,
-    is signed with a key a recovery or repair proposal names for its LAB (held, or in
-    this batch ``raws``): its feed then waits for the vote rather than being refused."""
-    proposals = [a.body for a in ledger.acts.values() if a.kind == "proposal.made"]
-    for raw in raws:
-        try:
-            other = decode_entry(raw)
-            body = other.fields() if other.kind == "proposal.made" else None
-        except ProtocolError:
-            continue
-        if body is not None:
-            proposals.append(body)
-    for body in proposals:
-        if (body.get("action") in ("recover", "repair") and body.get("lab") == entry.author
-                and isinstance(body.get("key"), bytes) and len(body["key"]) == 32):
-            try:
-                check_signature(entry, body["key"])
-                return True
-            except ProtocolError:
-                continue
-    return False
 
 
 class SignatureChecks:
@@ -349,7 +325,7 @@ class LabNode:
                     continue
                 entry: Entry | None = getattr(e, "entry", None)
                 if (not isinstance(e, BadSignatureError) or entry is None
-                        or entry.author in waiting or not _awaits_key(entry, ledger, raws)):
+                        or entry.author in waiting or not awaits_key(entry, ledger, raws)):
                     raise
                 waiting[entry.author] = entry.seq  # (signed with a key being voted on)
         if result.governance:
@@ -404,26 +380,7 @@ class LabNode:
         forked feed: the entries after the one it keeps that the new key did not
         sign (:meth:`FeedStore.set_aside`); the ledger is then built again. True when
         anything moved. One signature check per repaired feed and store head."""
-        moved = False
-        proofs = self.store.fork_proofs()
-        for lab, keep in ledger.outcome.repairs.items():
-            proof = proofs.get(lab)
-            head = self.store.head(lab)
-            if proof is None or not ledger.is_repaired(lab, proof.seq) or head[0] <= keep.seq:
-                continue
-            if self._repairs_checked.get(lab) == (keep, head):
-                continue
-            kept = self.store.get(lab, keep.seq) if keep.seq else None
-            after = self.store.get(lab, keep.seq + 1)
-            if (keep.seq and (kept is None or kept.hash != keep.hash)) or after is None:
-                continue
-            key = ledger.outcome.key_at(lab, keep.seq + 1) or lab
-            try:
-                check_signature(after, key)
-            except BadSignatureError:
-                self.store.set_aside(lab, keep.seq + 1, keep.hash.hex()[:16])
-                moved = True
-            self._repairs_checked[lab] = (keep, self.store.head(lab))
+        moved = set_aside_stale_branches(self.store, ledger, self._repairs_checked)
         if moved:  # (the entries left were verified when stored: no check again)
             projection = LedgerProjection(self.store, self.require_genesis())
             self._ledger, self._position = projection.rebuild()

@@ -35,6 +35,7 @@ from federation.genesis import Genesis
 from federation.ledger import Ledger
 from node.readahead import READ_AHEAD_MIN, rows
 from node.store import (
+    ASIDE,
     FORKS,
     PAGE,
     FeedStore,
@@ -271,6 +272,7 @@ class LedgerProjection:
         feed: dict[str, bool] = {}  # is_feed of the few originators there are
         notifications = rows(self.store, position, read_ahead_min=self.read_ahead_min)
         new_fork = False
+        started = position
         progress = self.progress
         report_at = position + PROGRESS_EVERY if progress is not None else NEVER
         try:
@@ -284,6 +286,13 @@ class LedgerProjection:
                         break
                     position = nid
                     continue
+                if started and originator.startswith(ASIDE):
+                    # A repair set entries aside (here or in another process): this
+                    # ledger may have settled them. Recompute from the log, which no
+                    # longer holds them.
+                    ledger, new_fork = Ledger(self.genesis, self.feeds, frozen), True
+                    position = 0
+                    break
                 is_a_feed = feed.get(originator)
                 if is_a_feed is None:
                     is_a_feed = feed[originator] = is_feed(originator)

@@ -49,6 +49,8 @@ from protocol.sync import ForkProof, decode_fork_proof
 PAGE = 1000
 FORKS = "forks"
 """The aggregate that holds fork proofs (version k = the k-th proof learned)."""
+ASIDE = "aside-"
+"""The prefix of the aggregates that keep entries a fork repair set aside."""
 SQLITE_LOCK_TIMEOUT_S = 60
 OPEN_ATTEMPTS = 10
 
@@ -391,7 +393,7 @@ class FeedStore:
         a forked feed is in force (:mod:`federation.governance`). Safe to repeat
         after a crash part way (a copy already kept is not kept twice). Returns how
         many entries moved. Raises :class:`StoreError`."""
-        aside = f"aside-{author.hex()}-{tag}"
+        aside = f"{ASIDE}{author.hex()}-{tag}"
         rows = list(self.recorder.select_events(author.hex(), gt=from_seq - 1))
         for row in rows:
             try:
@@ -536,7 +538,7 @@ class StoreCheck:
                 return Problem(originator, version, "bad-fork-proof", str(e))
             return None
         if not is_feed(originator) and originator.startswith(("checkpoints-", "conflicts",
-                                                              "aside-")):
+                                                              ASIDE)):
             return None
         if self.members is not None and originator not in self.members:
             return Problem(originator, version, "not-in-roster",
