@@ -259,6 +259,7 @@ def status_of(node: LabNode, peers: list[dict[str, Any]],
     genesis = node.require_genesis()
     summary = summary if summary is not None else node.summary()
     forks = node.store.fork_proofs()
+    frozen = node.frozen()
     frontier = node.frontier()
     held = {a: s for a, (s, _) in frontier.items()}
     members = node.ledger().outcome.members
@@ -283,7 +284,8 @@ def status_of(node: LabNode, peers: list[dict[str, Any]],
         "ledger_heads": {a.hex(): s for a, s in summary["heads"]},
         "peers": peers,
         "forks": [{"author": a.hex(), "seq": p.seq, "hashes": [p.first.hash.hex(),
-                                                               p.second.hash.hex()]}
+                                                               p.second.hash.hex()],
+                   "repaired": a not in frozen}
                   for a, p in forks.items()],
         "checkpoint_conflicts": sorted({a.hex() for a, _ in CheckpointBook(
             node.store, genesis.federation_id).conflicts()}),

@@ -271,6 +271,8 @@ def test_a_hand_made_fork_is_repaired_by_vote(tmp_path: Path, nodes: Nodes, cli:
     for home in homes:
         names = json.loads(cli("log", "--json", home=home).stdout)
         assert "Dee" in json.dumps(names) and "Bo" not in json.dumps(names)
+        assert [f["repaired"] for f in cli.json("status", home=home)["forks"]] == [True]
+        assert "repaired by vote" in cli("status", home=home).stdout
     out = tmp_path / "export.bundle"
     cli("export", "--out", str(out), home=fablab)
     audit = json.loads(cli("audit", str(out), "--json", home=fablab).stdout)
@@ -323,6 +325,7 @@ def test_a_removed_labs_later_entries_count_nowhere(tmp_path: Path, nodes: Nodes
     for home in homes:
         status = cli.json("status", home=home)
         assert {r["lab"]: r["state"] for r in status["roster"]}[land_id] == "removed"
+        assert "(removed" in cli("status", home=home).stdout
         assert status["invalid"] == 2
         out = tmp_path / f"{home.name}.bundle"
         cli("export", "--out", str(out), home=home)

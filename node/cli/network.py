@@ -328,6 +328,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
         notes = [f"{lag['we_lack']} behind a peer" if lag.get("we_lack") else "",
                  f"a peer lacks {lag['peers_lack']}" if lag.get("peers_lack") else ""]
         note = "; ".join(n for n in notes if n)
+        if lab.get("state", "member") != "member":
+            note = "; ".join(n for n in (lab["state"], note) if n)
+        if lab.get("key", lab["lab"]) != lab["lab"]:
+            note = "; ".join(n for n in (note, f"key {lab['key'][:16]}") if n)
         click.echo(f"feed       {lab['name']:<16} seq {lab['seq']:<7} {lab['lab'][:16]}"
                    + (f"  ({note})" if note else ""))
     for p in doc["peers"]:
@@ -340,7 +344,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
             line += f", {p['failures']} failure(s): {p.get('last_error')}"
         click.echo(line)
     for f in doc["forks"]:
-        click.echo(f"FORK       {f['author']} at seq {f['seq']}: feed frozen")
+        click.echo(f"FORK       {f['author']} at seq {f['seq']}: " + (
+            "repaired by vote" if f.get("repaired") else "feed frozen"))
     if doc.get("restored"):
         click.echo("RESTORED   from a backup: authors nothing until a sync with a peer "
                    "brings its own feed ('disco sync')")
