@@ -59,7 +59,8 @@ def lab_ids(fed: Federation) -> list[str]:
 
 def listed(cli: Cli, home: Path, *args: str) -> dict[str, dict[str, object]]:
     """``disco proposals --json`` by ref."""
-    rows = cli.json("proposals", *args, home=home)["proposals"]
+    rows = cli.json("proposals", *args, home=home)
+    assert isinstance(rows, list)
     return {row["ref"]: row for row in rows}
 
 

@@ -362,7 +362,7 @@ def test_the_federation_page_votes_as_disco_vote_does(farm: NodeProcess, cli: Cl
 
     row = wait_until(held, what="the proposal on the farm's dashboard")
     # The rows of 'disco proposals --json', with what the page adds.
-    listed = {r["ref"]: r for r in cli.json("proposals", home=farm_home)["proposals"]}
+    listed = {r["ref"]: r for r in cli.json("proposals", home=farm_home)}
     assert {k: row[k] for k in listed[proposal]} == listed[proposal]
     assert (row["action"], row["about"], row["by"], row["state"], row["needed"]) == (
         "admit", f"Nueva ({newcomer[:8]})", "FabLab", "open", 2)

@@ -412,7 +412,7 @@ def proposal_about(row: Mapping[str, Any], ledger: Ledger) -> str:
 @json_option
 @click.pass_context
 @examples("  disco proposals --open\n"
-          "  disco proposals --json | jq '.proposals[] | select(.state == \"open\")'")
+          "  disco proposals --json | jq '.[] | select(.state == \"open\")'")
 def proposals(ctx: click.Context, open_only: bool, as_json: bool) -> None:
     """Proposals and their states: open, passed, lapsed (not passed within the
     expiry, by this node's clock) or rejected (voted down, or unable to apply, with
@@ -421,7 +421,7 @@ def proposals(ctx: click.Context, open_only: bool, as_json: bool) -> None:
         ledger = node.ledger()
         rows = proposal_rows(ledger, now_us(), open_only)
     if as_json:
-        emit({"proposals": rows})
+        emit(rows)  # (the contract: a list of proposals)
         return
     if not rows:
         click.echo("no open proposals" if open_only else
