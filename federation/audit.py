@@ -26,6 +26,7 @@ import msgpack
 from federation.bundle import MAX_RECORD, Record, read_record_at, read_records
 from federation.errors import BundleError, GenesisError, InvariantError, Violation
 from federation.genesis import Genesis, decode_genesis
+from federation.governance import Outcome, decide_signed
 from federation.ledger import Ledger
 from federation.reports import balances
 from protocol import merkle
@@ -216,6 +217,8 @@ class Auditor:
         self.unsigned: set[tuple[bytes, int]] = set()
         self.unsigned_checkpoints: list[tuple[bytes, bytes, int]] = []
         self.unsigned_forks: list[bytes] = []
+        self.decided: Outcome | None = None
+        """The governance decided from the entries signed by the keys in force."""
         """Fork proofs not signed under their LAB's id."""
         """Checkpoints not signed under their LAB's id: (author, note, size)."""
         """Entries whose signature does not verify under their LAB's id."""
@@ -391,7 +394,9 @@ class Auditor:
         """Every feed outside the roster decided, and every signature under the key in
         force at its entry: the workers checked each under the LAB's id, which is the
         key in force until a rotation or a recovery (O(1) per entry before one)."""
-        outcome = ledger.outcome
+        outcome, forged = decide_signed(self._genesis(), ledger.acts, self.index.entry)
+        self.unsigned |= forged  # (governance entries not signed by the key in force)
+        self.decided = outcome
         for author, feed in self.feeds.items():
             member = outcome.members.get(author)
             if member is None:
@@ -428,8 +433,9 @@ class Auditor:
 
     def _judge_governance(self, ledger: Ledger) -> None:
         """Forks (a violation unless a passed repair mended them), and the roster and
-        proposals the governance entries decided, into the report."""
-        outcome = ledger.outcome
+        proposals the governance entries decided, into the report (those signed by
+        the keys in force: :func:`~federation.governance.decide_signed`)."""
+        outcome = self.decided or ledger.outcome
         for author, seq in sorted(self.frozen.items()):
             if ledger.is_repaired(author, seq):
                 keep = outcome.repairs[author]

@@ -39,12 +39,13 @@ decide the same :class:`Outcome`. The rules it keeps:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from federation.genesis import Genesis
-from protocol.entry import Ref, short, where
+from protocol.entry import Entry, Ref, check_signature, short, where
+from protocol.errors import ProtocolError
 
 GOVERNANCE = frozenset({"proposal.made", "proposal.voted", "key.rotated", "lab.left"})
 """The kinds :func:`decide` reads."""
@@ -101,6 +102,11 @@ class Member:
         i = bisect.bisect_right(self.keys, (seq, 2**62, b""))
         return self.keys[max(i - 1, 0)][2]
 
+    def from_at(self, seq: int) -> int:
+        """The seq from which the key in force at ``seq`` signs."""
+        i = bisect.bisect_right(self.keys, (seq, 2**62, b""))
+        return self.keys[max(i - 1, 0)][0] if self.keys else 1
+
     def key(self) -> bytes:
         """The key in force for the next entry (the latest)."""
         return self.keys[-1][2] if self.keys else self.lab
@@ -152,14 +158,19 @@ class Outcome:
     """unit -> [(in force from ts_us, credit limit)] of passed rule changes, in order."""
     repairs: dict[bytes, Ref] = field(default_factory=dict)
     """LAB -> the entry its forked feed continues from."""
+    recoveries: dict[bytes, int] = field(default_factory=dict)
+    """LAB -> the seq from which its recovered key signs (the latest recovery)."""
     units: frozenset[str] = frozenset()
     """The federation's units (a rule change names one of them)."""
 
-    def effects(self) -> tuple[Any, ...]:
-        """Everything that changes how other entries count (a change of it makes the
-        ledger recompute): the roster, the keys, the limits and the repairs."""
-        return (sorted(m.row() for m in self.members.values()),
-                sorted(self.limits.items()), sorted(self.repairs.items()))
+    def effects(self, keys: bool = True) -> tuple[Any, ...]:
+        """What the decisions change: the roster, the limits and the repairs, and
+        (``keys``) the keys. The ledger settles entries again when the rest changes;
+        keys are not its business (signatures are checked before it), so a key
+        rotation costs it nothing."""
+        return (sorted(m.row() if keys else m.row()[:4] for m in self.members.values()),
+                sorted(self.limits.items()), sorted(self.repairs.items()),
+                sorted(self.recoveries.items()) if keys else ())
 
     def key_at(self, lab: bytes, seq: int) -> bytes | None:
         """The key in force for entry ``seq`` of ``lab``'s feed; None outside the
@@ -230,6 +241,39 @@ def decide(genesis: Genesis, acts: Iterable[Act]) -> Outcome:
                 out.problems.setdefault((vote.author, vote.seq), (
                     "bad-reference", f"{where(*key)} is not a proposal that counts"))
     return out
+
+
+def decide_signed(genesis: Genesis, acts: Mapping[tuple[bytes, int], Act],
+                  entry_of: Callable[[bytes, int], Entry | None],
+                  ) -> tuple[Outcome, set[tuple[bytes, int]]]:
+    """:func:`decide` over the acts whose entries are signed by the key in force at
+    them, as decided by acts so signed themselves: the least such set, grown from
+    the genesis keys (a rotation signed by a LAB's id, then what its new key signs,
+    and so on), so a set of forged entries cannot vouch for one another's keys (the
+    offline audit: a node takes only entries under keys already in force).
+    ``entry_of`` gives an act's entry. Returns the outcome and the acts left out."""
+    trusted: set[tuple[bytes, int]] = set()
+    for _ in range(len(acts) + 2):
+        outcome = decide(genesis, [acts[k] for k in sorted(trusted)])
+        signed = {k for k, act in acts.items() if _signed(entry_of(act.author, act.seq),
+                                                          outcome.key_at(act.author, act.seq))}
+        if signed == trusted:
+            break
+        trusted = signed
+    else:  # (no fixed point: keep only what every last round agreed on)
+        trusted &= signed
+    outcome = decide(genesis, [acts[k] for k in sorted(trusted)])
+    return outcome, set(acts) - trusted
+
+
+def _signed(entry: Entry | None, key: bytes | None) -> bool:
+    if entry is None or key is None:
+        return False
+    try:
+        check_signature(entry, key)
+    except ProtocolError:
+        return False
+    return True
 
 
 def _counts(out: Outcome, lab: bytes, seq: int) -> bool:
@@ -359,6 +403,7 @@ def _effect(out: Outcome, act: Act, at: int, check_only: bool = False) -> str | 
     if action == "recover":
         member.keys = [k for k in member.keys if k[0] < body["from_seq"]]
         member.keys.append((body["from_seq"], order, body["key"]))
+        out.recoveries[lab] = body["from_seq"]
         return None
     keep = Ref.from_value(body["keep"])  # repair
     member.keys = [k for k in member.keys if k[0] <= keep.seq]

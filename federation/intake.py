@@ -116,11 +116,12 @@ class KeysInForce:
     def take(self, entry: Entry) -> bytes:
         """The key for ``entry``, the next of its feed in this batch (O(1))."""
         author, seq = entry.author, entry.seq
+        member = self.outcome.members.get(author)
+        key = member.key_at(seq) if member is not None else author
         rotated = self._rotated.get(author)
-        if rotated is not None and seq >= rotated[0]:
-            key = rotated[1]
-        else:
-            key = self.outcome.key_at(author, seq) or author
+        if rotated is not None and seq >= rotated[0] and rotated[0] > (
+                member.from_at(seq) if member is not None else 1):
+            key = rotated[1]  # (a rotation of this batch, not overtaken by a decision)
         if entry.kind == "key.rotated":
             try:
                 body = entry_body(entry)

@@ -136,6 +136,8 @@ class Ledger:
         """The governance entries settled (:mod:`federation.governance`)."""
         self.outcome: Outcome = decide(genesis, ())
         self._replay_due = False
+        self._kept: dict[bytes, tuple[Ref, bool]] = {}
+        """Per repaired LAB: the repair's kept entry, and whether it is held."""
         self.units = dict(genesis.units)
         # One bytes/str object per LAB id and unit, shared by every record that names
         # it (equal values, less memory: a ledger holds one Offer per transfer).
@@ -219,6 +221,8 @@ class Ledger:
         if came[2] in GOVERNANCE:
             self._hold(came)
         while True:
+            if self._replay_due:  # (a decision held even where the entry is not due)
+                self._replay()
             # Is it the entry due next in its feed? (its author in the roster, the
             # feed not waiting, seq one past the feed's head, not past a fork)
             if author not in self.roster or author in self.pending:
@@ -232,7 +236,6 @@ class Ledger:
                 self._resume(woken)
             if not self._replay_due:
                 return
-            self._replay()
 
     def catch_up(self, author: bytes) -> None:
         """Settle every held entry of ``author``'s feed that can be settled now."""
@@ -274,9 +277,19 @@ class Ledger:
 
     def is_repaired(self, author: bytes, fork: int) -> bool:
         """Whether a repair in force keeps an entry of ``author``'s feed before its
-        fork at ``fork``: the feed is then no longer frozen by that fork."""
+        fork at ``fork``, the entry held with the hash the repair names: the feed is
+        then no longer frozen by that fork."""
         repair = self.outcome.repairs.get(author)
-        return repair is not None and repair.seq < fork
+        if repair is None or repair.seq >= fork:
+            return False
+        if repair.seq == 0:
+            return True
+        known = self._kept.get(author)
+        if known is None or known[0] != repair or not known[1]:
+            entry = self.feeds.entry(author, repair.seq)
+            known = self._kept[author] = (repair, entry is not None
+                                          and entry.hash == repair.hash)
+        return known[1]
 
     # -- governance ----------------------------------------------------------
 
@@ -290,6 +303,8 @@ class Ledger:
         author, seq, kind, ts_us, data, header_bytes, digest = came
         if (author, seq) in self.acts or data is None:
             return
+        if self.frozen and self._is_frozen(author, seq):
+            return  # (a forked feed's tail counts for nothing, governance included)
         try:
             body = body_of(kind, data, author, seq)
         except RuleViolation:
@@ -300,7 +315,7 @@ class Ledger:
                                        kind, body)
         before = self.outcome
         outcome = decide(self.genesis, self.acts.values())
-        if outcome.effects() != before.effects() or (
+        if outcome.effects(keys=False) != before.effects(keys=False) or (
                 self._settled_problems(outcome) != self._settled_problems(before)):
             self._replay_due = True
         self._follow(outcome)

@@ -42,7 +42,7 @@ def export_bundle(node: LabNode, out: BinaryIO, now_us: int, *,
     Returns the number of entries written.
     """
     genesis = node.require_genesis()
-    book = CheckpointBook(node.store, genesis.federation_id, node.current_key)
+    book = CheckpointBook(node.store, genesis.federation_id, node.keys_of)
     if node.signer is not None and node.signs_checkpoints():
         book.sign_own(node.signer, node.lab_id)
     writer = BundleWriter(out, genesis.federation_id, now_us)

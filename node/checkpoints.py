@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
@@ -39,11 +39,26 @@ class CheckpointBook:
 
     store: FeedStore
     federation_id: bytes
-    key_of: Callable[[bytes], bytes | None] | None = None
-    """A LAB's key in force (a rotated or recovered one), when not its id."""
+    keys_of: Callable[[bytes], Sequence[bytes] | None] | None = None
+    """A LAB's keys: the one in force first (a rotated or recovered one), then those
+    it used before (:meth:`~node.lab.LabNode.keys_of`); default: its id alone."""
 
     def _key(self, author: bytes) -> bytes | None:
-        return self.key_of(author) if self.key_of is not None else None
+        keys = self.keys_of(author) if self.keys_of is not None else None
+        return keys[0] if keys else None
+
+    def _verified(self, note: bytes, author: bytes) -> Checkpoint:
+        """A checkpoint this store kept: it verified under the LAB's key in force when
+        it came, which may since have been rotated. Raises ``ProtocolError``."""
+        keys = self.keys_of(author) if self.keys_of is not None else None
+        error: ProtocolError | None = None
+        for key in (author, *(keys or ())):
+            try:
+                return verify_checkpoint(note, author, self.federation_id, key)
+            except ProtocolError as e:
+                error = error or e
+        assert error is not None
+        raise error
 
     def builder(self, author: bytes) -> merkle.RootBuilder:
         """The feed's Merkle compact range, caught up with the stored entries."""
@@ -80,11 +95,7 @@ class CheckpointBook:
             rows = self.store.recorder.select_events(_aggregate(author), desc=True,
                                                      lte=below, limit=LATEST_PAGE)
             for row in rows:
-                try:
-                    cp = verify_checkpoint(row.state, author, self.federation_id)
-                except ProtocolError:  # kept under a key the LAB used before
-                    cp = verify_checkpoint(row.state, author, self.federation_id,
-                                           self._key(author))
+                cp = self._verified(row.state, author)
                 if max_size is None or cp.size <= max_size:
                     return cp, row.state
             if len(rows) < LATEST_PAGE:

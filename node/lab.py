@@ -113,7 +113,7 @@ class LabNode:
     _ledger: Ledger | None = field(default=None, repr=False)
     _position: int = 0
     _pending_ledger: Ledger | None = field(default=None, repr=False)
-    _repairs_checked: dict[bytes, Any] = field(default_factory=dict, repr=False)
+    _repairs_checked: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, home: Home, signer: Signer | None = None) -> LabNode:
@@ -434,7 +434,7 @@ class LabNode:
         elif self._position < self.store.max_notification_id():
             self._ledger, self._position = projection.catch_up(self._ledger, self._position,
                                                                progress=progress)
-        if self._ledger.outcome.repairs:
+        if self._ledger.outcome.repairs or self._ledger.outcome.recoveries:
             self._apply_repairs(self._ledger)  # (which builds the ledger again if needed)
         assert self._ledger is not None
         return self._ledger

@@ -38,12 +38,13 @@ def awaits_key(entry: Entry, ledger: Ledger, raws: Iterable[bytes]) -> bool:
 
 
 def set_aside_stale_branches(store: FeedStore, ledger: Ledger,
-                             checked: dict[bytes, Any]) -> bool:
+                             checked: dict[Any, Any]) -> bool:
     """Set aside, as evidence, what each repair in force says no longer belongs to a
     forked feed: the entries after the one it keeps that the new key did not sign
-    (:meth:`FeedStore.set_aside`). True when anything moved (the caller builds the
-    ledger again). One signature check per repaired feed and store head: ``checked``
-    remembers the (kept entry, head) already looked at, per LAB."""
+    (:meth:`FeedStore.set_aside`); and what each recovery says the replaced key no
+    longer signs: its entries from the recovery's first seq. True when anything
+    moved (the caller builds the ledger again). One signature check per repaired or
+    recovered feed and store head: ``checked`` remembers what was looked at."""
     moved = False
     proofs = store.fork_proofs()
     for lab, keep in ledger.outcome.repairs.items():
@@ -64,4 +65,19 @@ def set_aside_stale_branches(store: FeedStore, ledger: Ledger,
             store.set_aside(lab, keep.seq + 1, keep.hash.hex()[:16])
             moved = True
         checked[lab] = (keep, store.head(lab))
+    for lab, from_seq in ledger.outcome.recoveries.items():
+        # Entries the replaced key signed from the recovery's first seq on (stored
+        # before the vote passed here, perhaps a thief's) are set aside the same way.
+        head = store.head(lab)
+        if head[0] < from_seq or checked.get((lab, "recover")) == (from_seq, head):
+            continue
+        first = store.get(lab, from_seq)
+        key = ledger.outcome.key_at(lab, from_seq) or lab
+        try:
+            if first is not None:
+                check_signature(first, key)
+        except BadSignatureError:
+            store.set_aside(lab, from_seq, f"recover-{from_seq}")
+            moved = True
+        checked[(lab, "recover")] = (from_seq, store.head(lab))
     return moved

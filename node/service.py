@@ -121,7 +121,7 @@ class NodeService:
     @property
     def book(self) -> CheckpointBook:
         return CheckpointBook(self.node.store, self.node.require_genesis().federation_id,
-                              self.node.current_key)
+                              self.node.keys_of)
 
     @classmethod
     def open(cls, home: Home, signer: Signer) -> NodeService:

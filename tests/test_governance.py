@@ -3,17 +3,20 @@ and departure, keys, rule changes, and the same outcome in every arrival order."
 
 from __future__ import annotations
 
+import io
 import random
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from federation.audit import audit_bundle
+from federation.bundle import BundleWriter
 from federation.errors import RuleViolation
 from federation.genesis import Genesis
 from federation.governance import DAY_US, LAPSED, LEFT, OPEN, PASSED, REJECTED, REMOVED
 from federation.ledger import Ledger
-from protocol.entry import Entry
+from protocol.entry import Entry, sign_entry
 from protocol.keys import Signer
 from tests.test_ledger import (
     LIMIT,
@@ -309,3 +312,122 @@ def test_any_arrival_order_gives_the_same_roster_keys_and_digest(seed: int, n_la
     assert reverse.document() == in_order.document()
     assert Ledger.restore(genesis, in_order.feeds, in_order.encode()).document() == \
         in_order.document()
+
+
+# -- found in review: each of these failed before its fix --------------------------
+
+
+def test_a_decision_held_where_its_entry_is_not_due_still_takes_effect() -> None:
+    """The vote that removes C waits behind an acknowledgement of D's entry; the
+    removal is decided (votes are read when held) and C's later entries stop
+    counting in every order, through a snapshot taken meanwhile too."""
+    genesis, (a, b, c, d) = world(4)
+    for _ in range(2):
+        c.write("contribution.recorded", {"member": "m", "stream": "care", "minutes": 60},
+                T0 + S)
+    contrib = d.write("contribution.recorded", {"member": "m", "stream": "care",
+                                                "minutes": 60, "for_lab": b.signer.public_key},
+                      T0 + S)
+    p = propose(a, T0 + 2 * S, "remove", lab=c.signer.public_key, last_seq=2)
+    b.write("contribution.acknowledged", {"contribution": contrib.ref.as_list()}, T0 + 3 * S)
+    vote(b, p, T0 + 4 * S)
+
+    def run(order: list[Entry], snapshot_after: int | None = None) -> Ledger:
+        held = Held()
+        ledger = Ledger(genesis, held)
+        for i, entry in enumerate(order):
+            held.add(entry)
+            ledger.receive(entry)
+            if i == snapshot_after:
+                ledger = Ledger.restore(genesis, held, ledger.encode())
+        return ledger
+
+    first = [*a.entries, *c.entries, *b.entries]
+    other = [*b.entries, *a.entries, *c.entries]
+    assert run(first).digest() == run(other).digest()
+    whole = run([*first, *d.entries], snapshot_after=len(first) - 1)
+    assert whole.digest() == run([*other, *d.entries]).digest()
+    assert not [v for k, v in whole.contributions.items() if k[0] == c.signer.public_key]
+
+
+def test_governance_entries_in_a_forked_tail_count_for_nothing() -> None:
+    genesis, (a, b, f) = world(3)
+    n = newcomer(genesis)
+    p = propose(a, T0 + S, "admit", lab=n.signer.public_key, name="Nueva")
+    twin = Author(f.signer, f.genesis_id, list(f.entries))
+    vote(f, p, T0 + 2 * S)  # one branch votes at seq 3, the other does not
+    twin.write("member.added", {"handle": "q", "name": "Q"}, T0 + 2 * S)
+
+    def node(branch: Author) -> Ledger:
+        held = Held()
+        ledger = Ledger(genesis, held, frozen={f.signer.public_key: 3})
+        for entry in [*a.entries, *b.entries, *branch.entries]:
+            held.add(entry)
+            ledger.receive(entry)
+        return ledger
+
+    one, two = node(f), node(twin)
+    assert n.signer.public_key not in one.roster
+    assert one.digest() == two.digest()
+
+
+def test_a_key_rotation_does_not_make_the_ledger_settle_again() -> None:
+    genesis, (a, b, c) = world(3)
+    for i in range(50):
+        b.write("member.added", {"handle": f"h{i}", "name": "x"}, T0 + i)
+    for i in range(5):
+        a.write("key.rotated", {"key": Signer.from_seed(bytes([i + 1]) * 32).public_key},
+                T0 + 1000 + i)
+    ledger = Ledger(genesis, Held())
+    replays = []
+    ledger._replay = lambda: replays.append(1)  # type: ignore[method-assign]
+    for entry in [*b.entries, *c.entries, *a.entries]:
+        ledger.feeds.add(entry)  # type: ignore[attr-defined]
+        ledger.receive(entry)
+    assert not replays
+    assert ledger.outcome.key_at(a.signer.public_key, 10**6) == \
+        Signer.from_seed(bytes([5]) * 32).public_key
+
+
+def test_the_audit_does_not_let_forged_entries_vouch_for_each_others_keys() -> None:
+    """Every entry after the LABs' first two is signed by an attacker's key, with
+    forged recoveries of each LAB's key to it, voted by the others' forged entries:
+    the offline audit refuses all of them (a node takes an entry only under the keys
+    already in force; the audit grows the keys the same way)."""
+    genesis, (a, b, c) = world(3)
+    attacker = Signer.from_seed(b"\x77" * 32)
+
+    def forge(who: Author, kind: str, body: dict[str, object], ts: int) -> Entry:
+        e = sign_entry(attacker, federation_id=genesis.federation_id, seq=len(who.entries) + 1,
+                       prev=who.entries[-1].hash, ts_us=ts, kind=kind, body=body,
+                       author=who.signer.public_key)
+        who.entries.append(e)
+        return e
+
+    def recover(who: Author, lab: Author, ts: int) -> Entry:
+        return forge(who, "proposal.made", {"action": "recover", "lab": lab.signer.public_key,
+                                            "key": attacker.public_key, "from_seq": 3}, ts)
+
+    def yes(who: Author, p: Entry, ts: int) -> None:
+        forge(who, "proposal.voted", {"proposal": p.ref.as_list(), "vote": "yes"}, ts)
+
+    p1 = recover(b, a, T0 + S)
+    yes(c, p1, T0 + 2 * S)
+    p2 = recover(a, b, T0 + 3 * S)
+    yes(c, p2, T0 + 4 * S)
+    p3 = recover(c, c, T0 + 5 * S)
+    yes(a, p3, T0 + 6 * S)
+    yes(b, p3, T0 + 6 * S)
+    out = io.BytesIO()
+    writer = BundleWriter(out, genesis.federation_id, T0)
+    writer.genesis(genesis.encode())
+    for x in (a, b, c):
+        for e in x.entries:
+            writer.entry(e.raw)
+    writer.close()
+    report = audit_bundle(io.BytesIO(out.getvalue()))
+    assert not report.ok
+    forged = {(v.author, v.seq) for v in report.violations if v.code == "bad-signature"}
+    assert forged == {(x.signer.public_key.hex(), e.seq) for x in (a, b, c)
+                      for e in x.entries[2:]}
+    assert all(m["key"] == m["lab"] for m in report.roster)

@@ -3,6 +3,7 @@ vote joins through one peer and trades; a rotated key no longer speaks for its L
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from collections.abc import Iterator
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from federation.audit import audit_bundle
 from federation.bundle import BundleWriter
+from node.bundle import export_bundle
+from node.checkpoints import CheckpointBook
 from node.home import Home, save_private_key
 from node.lab import LabNode
 from protocol.entry import sign_entry
@@ -374,3 +378,50 @@ def test_a_ledger_follows_entries_set_aside_by_another_process(tmp_path: Path) -
         other.store.set_aside(farm.lab_id, 2, "test")
         assert serving.ledger().applied(farm.lab_id) == 1
         assert serving.ledger().digest() == other.rebuild().digest()
+
+
+def test_a_recovery_sets_aside_what_the_replaced_key_signed_from_its_seq(
+        tmp_path: Path) -> None:
+    """A thief's entry stored before the theft was known is set aside once the
+    recovery passes, and the LAB's entry under its new key takes its place."""
+    fed = federation(tmp_path, ["Farm", "FabLab"])
+    farm, fablab = fed.homes
+    stolen, new = farm.signer(), Signer.generate()
+    with LabNode.open(farm) as node:
+        [(_, first)] = list(node.store.read_raw(farm.lab_id))
+        _, head = node.store.head(farm.lab_id)
+
+    def second(signer: Signer, handle: str) -> bytes:
+        return sign_entry(signer, federation_id=fed.genesis.federation_id, seq=2, prev=head,
+                          ts_us=now_us(), kind="member.added",
+                          body={"handle": handle, "name": handle}, author=farm.lab_id).raw
+
+    with LabNode.open(fablab, fablab.signer()) as node:
+        node.ingest([first, second(stolen, "thief")])
+        node.author("proposal.made", {"action": "recover", "lab": farm.lab_id,
+                                      "key": new.public_key, "from_seq": 2}, now_us())
+        assert node.ingest([second(new, "honest")]).stored == 1
+        members = node.ledger().labs[farm.lab_id].members
+        assert "honest" in members and "thief" not in members
+        assert not node.verify()
+
+
+def test_checkpoints_survive_two_key_rotations(tmp_path: Path) -> None:
+    fed = federation(tmp_path, ["Farm", "FabLab"])
+    farm = fed.homes[0]
+    k1, k2, k3 = farm.signer(), Signer.generate(), Signer.generate()
+    with LabNode.open(farm, k1) as node:
+        node.author("key.rotated", {"key": k2.public_key}, now_us())
+    with LabNode.open(farm, k2) as node:
+        node.author("member.added", {"handle": "a", "name": "A"}, now_us())
+        CheckpointBook(node.store, fed.genesis.federation_id, node.keys_of).sign_own(
+            k2, farm.lab_id)  # under the middle key
+        node.author("key.rotated", {"key": k3.public_key}, now_us())
+    with LabNode.open(farm, k3) as node:
+        assert node.signs_checkpoints()
+        book = CheckpointBook(node.store, fed.genesis.federation_id, node.keys_of)
+        book.sign_own(k3, farm.lab_id)
+        out = io.BytesIO()
+        export_bundle(node, out, now_us())
+    report = audit_bundle(io.BytesIO(out.getvalue()))
+    assert report.ok, report.violations

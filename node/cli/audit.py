@@ -256,7 +256,7 @@ def prove(ctx: click.Context, ref: str | None, old: Path | None, out: Path,
     """Write a proof a third party checks offline with 'disco audit --proof'."""
     with open_node(ctx, writer=True) as node:
         genesis = node.require_genesis()
-        book = CheckpointBook(node.store, genesis.federation_id, node.current_key)
+        book = CheckpointBook(node.store, genesis.federation_id, node.keys_of)
         own_cp, own_note = book.sign_own(node.signer, node.lab_id)  # type: ignore[arg-type]
         if old is not None:
             try:
@@ -312,7 +312,7 @@ def checkpoint(ctx: click.Context, out: Path | None, as_json: bool) -> None:
     With --json: the feed's size and root hash, the note itself and the file."""
     with open_node(ctx, writer=True) as node:
         book = CheckpointBook(node.store, node.require_genesis().federation_id,
-                              node.current_key)
+                              node.keys_of)
         if not node.signs_checkpoints():
             raise Failure("refused: this LAB's feed is frozen by a fork, or its key is not "
                           "the one in force; it signs no checkpoint until that is mended "

@@ -193,7 +193,7 @@ def sync_state(service: NodeService) -> dict[str, Any]:
         peer["last_contact_at"] = (iso(int(peer["last_contact"] * 1e6))
                                    if isinstance(peer.get("last_contact"), (int, float))
                                    else None)
-    book = CheckpointBook(node.store, genesis.federation_id, node.current_key)
+    book = CheckpointBook(node.store, genesis.federation_id, node.keys_of)
     ledger = node.ledger()
     for row in doc["roster"]:
         checkpoint = book.latest(bytes.fromhex(row["lab"]))
