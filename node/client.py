@@ -261,7 +261,7 @@ async def sync_round(service: NodeService, session: aiohttp.ClientSession, url: 
         remote, remote_forks = decode_frontier(await client.frontier(body))
     except ProtocolError as e:
         raise PeerError(f"{url}: bad frontier: {e}") from None
-    roster = await service.read(node.roster)
+    roster = await service.read(node.known_roster)
     todo = plan(local, remote, roster, await service.read(node.frozen), remote_forks)
     result.remote_frontier = {a: seq for a, (seq, _) in remote.items()}
 

@@ -520,15 +520,24 @@ class LabNode:
         return matches[0]
 
     def feeds(self) -> list[bytes]:
-        """The roster's LAB ids, this LAB first."""
-        others = [lab for lab in self.roster() if lab != self.lab_id]
+        """The roster's LAB ids, this LAB first (by the ledger last caught up:
+        :meth:`roster` with ``fresh=False``)."""
+        others = [lab for lab in self.roster(fresh=False) if lab != self.lab_id]
         return [self.lab_id, *others]
 
-    def roster(self) -> dict[bytes, str]:
+    def roster(self, fresh: bool = True) -> dict[bytes, str]:
         """Every LAB whose feed counts (founders and admitted LABs, gone ones too),
-        with its name, as the ledger decides, caught up with the store."""
+        with its name, as the ledger decides, caught up with the store; with
+        ``fresh=False``, as the ledger last caught up decided (a sync round does
+        not catch the ledger up: a LAB admitted since is taken once ingest has
+        caught up on a governance entry or on an entry of a LAB it did not know)."""
         self.require_genesis()
-        return dict(self.ledger().roster)
+        ledger = self._ledger if not fresh and self._ledger is not None else self.ledger()
+        return dict(ledger.roster)
+
+    def known_roster(self) -> dict[bytes, str]:
+        """:meth:`roster` as the ledger last caught up decided (no catch-up)."""
+        return self.roster(fresh=False)
 
     def key_at(self, lab: bytes, seq: int) -> bytes | None:
         """The key in force for entry ``seq`` of ``lab``'s feed, by the ledger last

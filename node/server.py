@@ -219,7 +219,7 @@ async def checkpoints(request: web.Request) -> web.StreamResponse:
              and isinstance(g[0], bytes) and isinstance(g[1], bytes)]
     if len(given) != len(msg["give"]):
         return problem(400, "checkpoints: give must be [author, note] pairs")
-    roster = await service.read(service.node.roster)
+    roster = await service.read(service.node.known_roster)
     if len({author for author, _ in given}) != len(given):
         return problem(400, "checkpoints: give at most one checkpoint per author")
     if any(author not in roster for author, _ in given):
