@@ -95,9 +95,14 @@ def sites(fed: Federation, cli: Cli) -> Iterator[dict[str, Site]]:
 
 
 def test_sign_in_with_the_printed_link(sites: dict[str, Site]) -> None:
+    # The two nodes sync in the background from the start: once they agree, each
+    # overview shows the digest its node serves.
+    wait_until(lambda: len({s.node.status()["state_digest"] for s in sites.values()}) == 1,
+               what="the two nodes in sync")
     for site in sites.values():
         page = site.page
         assert page.url == site.base + "/"
+        page.reload()
         assert page.locator("h1").inner_text() == "Overview"
         digest = site.node.status()["state_digest"]
         assert page.locator("#state-digest").inner_text() == digest
