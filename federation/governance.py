@@ -102,10 +102,12 @@ class Member:
         i = bisect.bisect_right(self.keys, (seq, 2**62, b""))
         return self.keys[max(i - 1, 0)][2]
 
-    def from_at(self, seq: int) -> int:
-        """The seq from which the key in force at ``seq`` signs."""
-        i = bisect.bisect_right(self.keys, (seq, 2**62, b""))
-        return self.keys[max(i - 1, 0)][0] if self.keys else 1
+    def rotate(self, seq: int, key: bytes) -> None:
+        """Take the ``key.rotated`` entry at ``seq`` of this LAB's feed: ``key`` signs
+        from the next seq (the one place this rule is kept)."""
+        entry = (seq + 1, 0, key)
+        if entry not in self.keys:
+            bisect.insort(self.keys, entry)
 
     def key(self) -> bytes:
         """The key in force for the next entry (the latest)."""
@@ -290,9 +292,8 @@ def _apply_own(out: Outcome, lefts: Mapping[bytes, Act], rotations: list[Act]) -
             member.last = act.seq if member.last is None else min(member.last, act.seq)
     for act in rotations:
         member = out.members.get(act.author)
-        entry = (act.seq + 1, 0, act.body["key"])
-        if member is not None and _counts(out, act.author, act.seq) and entry not in member.keys:
-            bisect.insort(member.keys, entry)
+        if member is not None and _counts(out, act.author, act.seq):
+            member.rotate(act.seq, act.body["key"])
 
 
 def _decide_one(out: Outcome, act: Act, votes: list[Act], threshold: tuple[int, int],

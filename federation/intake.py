@@ -18,10 +18,11 @@ on every core, before it stores any (node/lab.py).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import replace
 from enum import Enum
 
 from federation.errors import RuleViolation
-from federation.governance import Outcome
+from federation.governance import Member, Outcome
 from federation.kinds import entry_body
 from protocol.entry import Entry, FeedVerifier
 from protocol.errors import WrongAuthorError, WrongFederationError
@@ -106,27 +107,29 @@ class Intake:
 
 class KeysInForce:
     """The key that verifies each entry of a batch taken in feed order: the key in
-    force by the decisions held (:meth:`~federation.governance.Outcome.key_at`), or
-    the one a ``key.rotated`` entry earlier in the batch named."""
+    force by the decisions held (:meth:`~federation.governance.Member.key_at`), with
+    the ``key.rotated`` entries met earlier in the batch taken as the decisions take
+    them (:meth:`~federation.governance.Member.rotate`), so a recovery decided for
+    a later seq still wins over them."""
 
     def __init__(self, outcome: Outcome) -> None:
         self.outcome = outcome
-        self._rotated: dict[bytes, tuple[int, bytes]] = {}
+        self._rotated: dict[bytes, Member] = {}
+        """Per LAB that rotated in this batch: its roster entry with those rotations."""
 
     def take(self, entry: Entry) -> bytes:
-        """The key for ``entry``, the next of its feed in this batch (O(1))."""
+        """The key for ``entry``, the next of its feed in this batch (O(1) unless its
+        LAB rotated in the batch)."""
         author, seq = entry.author, entry.seq
-        member = self.outcome.members.get(author)
+        member = self._rotated.get(author) or self.outcome.members.get(author)
         key = member.key_at(seq) if member is not None else author
-        rotated = self._rotated.get(author)
-        if rotated is not None and seq >= rotated[0] and rotated[0] > (
-                member.from_at(seq) if member is not None else 1):
-            key = rotated[1]  # (a rotation of this batch, not overtaken by a decision)
-        if entry.kind == "key.rotated":
+        if entry.kind == "key.rotated" and member is not None:
             try:
                 body = entry_body(entry)
             except RuleViolation:
                 body = None
             if body is not None:
-                self._rotated[author] = (seq + 1, body["key"])
+                if author not in self._rotated:
+                    member = self._rotated[author] = replace(member, keys=list(member.keys))
+                member.rotate(seq, body["key"])
         return key

@@ -104,8 +104,8 @@ class NodeService:
         readable with ``DISCO_PASSPHRASE`` if encrypted): a peer that has not yet
         learned of a rotation is spoken to with the key it knows, once."""
         if self._signers is None:
-            known = {k for _, _, k in self.node.ledger().outcome.members[
-                self.node.lab_id].keys} if self.node.lab_id in self.node.roster() else set()
+            me = self.node.ledger().outcome.members.get(self.node.lab_id)
+            known = {k for _, _, k in me.keys} if me is not None else set()
             older = []
             passphrase = os.environ.get("DISCO_PASSPHRASE")
             for path in sorted(self.home.path.glob(KEY + ".old-*"), reverse=True):

@@ -15,6 +15,7 @@ from federation.bundle import BundleWriter
 from federation.errors import RuleViolation
 from federation.genesis import Genesis
 from federation.governance import DAY_US, LAPSED, LEFT, OPEN, PASSED, REJECTED, REMOVED
+from federation.intake import KeysInForce
 from federation.ledger import Ledger
 from protocol.entry import Entry, sign_entry
 from protocol.keys import Signer
@@ -431,3 +432,23 @@ def test_the_audit_does_not_let_forged_entries_vouch_for_each_others_keys() -> N
     assert forged == {(x.signer.public_key.hex(), e.seq) for x in (a, b, c)
                       for e in x.entries[2:]}
     assert all(m["key"] == m["lab"] for m in report.roster)
+
+
+def test_a_rotation_in_a_batch_does_not_override_a_recovery_decided_for_a_later_seq(
+        ) -> None:
+    genesis, (a, b, x) = world(3)
+    new = Signer.from_seed(b"\x02" * 32).public_key
+    p = propose(a, T0 + S, "recover", lab=x.signer.public_key, key=new, from_seq=5)
+    vote(b, p, T0 + 2 * S)
+    ledger = project(genesis, [*a.entries, *b.entries, *x.entries])
+    thief = Signer.from_seed(b"\x66" * 32)
+    rotated = x.write("key.rotated", {"key": thief.public_key}, T0 + 3 * S)
+    fourth = sign_entry(thief, federation_id=genesis.federation_id, seq=4, prev=rotated.hash,
+                        ts_us=T0 + 4 * S, kind="member.added", body={"handle": "z", "name": "Z"},
+                        author=x.signer.public_key)
+    fifth = sign_entry(thief, federation_id=genesis.federation_id, seq=5, prev=fourth.hash,
+                       ts_us=T0 + 5 * S, kind="member.added", body={"handle": "y", "name": "Y"},
+                       author=x.signer.public_key)
+    keys = KeysInForce(ledger.outcome)
+    assert [keys.take(e) for e in (rotated, fourth, fifth)] == [
+        x.signer.public_key, thief.public_key, new]
